@@ -1,0 +1,101 @@
+//! The api's configuration (`KILN_*` variables), validated at start-up.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use axum::http::StatusCode;
+use kiln_core::config::{
+    bool_or, millis_or, parse_or, var_opt, var_or, AmqpConfig, DbConfig, S3Config, SigningConfig, SourceLimits,
+};
+use kiln_core::nginx_link::SecureLinkExpr;
+
+/// How a ready rendition reaches the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// 302 to a presigned S3 URL.
+    Redirect,
+    /// Stream the object through the api (for deployments behind a CDN).
+    Proxy,
+}
+
+/// nginx `secure_link` compatibility settings; `None` disables the routes.
+#[derive(Clone, Debug)]
+pub struct NginxCompat {
+    pub expression: SecureLinkExpr,
+    pub bad_hash_status: StatusCode,
+    pub jpeg_quality: u8,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    pub delivery: Delivery,
+    pub presign_ttl: Duration,
+    pub miss_wait: Duration,
+    pub retry_after_secs: u64,
+    pub max_waiting: usize,
+    pub source_cache_ttl: Duration,
+    pub stale_claim_secs: f64,
+    pub migrate: bool,
+    pub signing: SigningConfig,
+    pub nginx: Option<NginxCompat>,
+    pub limits: SourceLimits,
+    pub db: DbConfig,
+    pub amqp: AmqpConfig,
+    pub s3: S3Config,
+}
+
+impl ApiConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let delivery = match var_or("KILN_DELIVERY", "redirect").as_str() {
+            "redirect" => Delivery::Redirect,
+            "proxy" => Delivery::Proxy,
+            other => bail!("KILN_DELIVERY={other:?} is invalid: expected redirect or proxy"),
+        };
+        let presign_ttl = Duration::from_secs(parse_or("KILN_PRESIGN_TTL_SECS", 3600u64)?);
+        if presign_ttl < Duration::from_secs(60) || presign_ttl > Duration::from_secs(7 * 24 * 3600) {
+            bail!("KILN_PRESIGN_TTL_SECS must be between 60 and 604800 (S3's limit)");
+        }
+        let nginx = match var_opt("KILN_NGINX_SECURE_LINK_MD5") {
+            None => None,
+            Some(expr) => {
+                let expression = SecureLinkExpr::parse(&expr)
+                    .map_err(|e| anyhow::anyhow!("KILN_NGINX_SECURE_LINK_MD5: {e}"))?;
+                let code: u16 = parse_or("KILN_NGINX_BAD_HASH_STATUS", 403)?;
+                if code != 403 && code != 404 {
+                    bail!("KILN_NGINX_BAD_HASH_STATUS must be 403 or 404");
+                }
+                let jpeg_quality: u8 = parse_or("KILN_NGINX_JPEG_QUALITY", 95)?;
+                if !(1..=100).contains(&jpeg_quality) {
+                    bail!("KILN_NGINX_JPEG_QUALITY must be 1..100");
+                }
+                Some(NginxCompat {
+                    expression,
+                    bad_hash_status: StatusCode::from_u16(code).context("status code")?,
+                    jpeg_quality,
+                })
+            }
+        };
+        let listen = var_or("KILN_LISTEN", "127.0.0.1:8080");
+        Ok(Self {
+            listen: listen
+                .parse()
+                .with_context(|| format!("KILN_LISTEN={listen:?} is not an address:port"))?,
+            delivery,
+            presign_ttl,
+            miss_wait: millis_or("KILN_MISS_WAIT_MS", 10_000)?,
+            retry_after_secs: parse_or("KILN_RETRY_AFTER_SECS", 2)?,
+            max_waiting: parse_or("KILN_MAX_WAITING", 2048)?,
+            source_cache_ttl: Duration::from_secs(parse_or("KILN_SOURCE_CACHE_TTL_SECS", 60u64)?),
+            stale_claim_secs: parse_or("KILN_REQUEUE_AFTER_SECS", 120.0)?,
+            migrate: bool_or("KILN_MIGRATE", true)?,
+            signing: SigningConfig::from_env()?,
+            nginx,
+            limits: SourceLimits::from_env()?,
+            db: DbConfig::from_env()?,
+            amqp: AmqpConfig::from_env()?,
+            s3: S3Config::from_env()?,
+        })
+    }
+}

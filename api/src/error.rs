@@ -1,0 +1,109 @@
+//! The api's error type. Handlers return `Result<_, ApiError>`; each variant is
+//! one status code with a short plain-text body written for the client.
+//! Dependency failures are logged with their cause chain and answered 503 with
+//! `Retry-After`; internal error text never reaches a response body.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("invalid signature")]
+    BadSignature,
+    /// nginx-compatible routes answer a bad hash with a configurable status.
+    #[error("invalid link")]
+    BadLink(StatusCode),
+    #[error("link expired")]
+    Expired,
+    #[error("source not found")]
+    NotFound,
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("rendition is not ready yet, retry shortly")]
+    NotReadyYet { retry_after: u64 },
+    #[error("server is busy, retry shortly")]
+    Overloaded { retry_after: u64 },
+    #[error("service temporarily unavailable, retry shortly")]
+    Dependency {
+        retry_after: u64,
+        #[source]
+        cause: anyhow::Error,
+    },
+}
+
+impl ApiError {
+    pub fn dependency(cause: impl Into<anyhow::Error>, retry_after: u64) -> Self {
+        Self::Dependency {
+            retry_after,
+            cause: cause.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadSignature => StatusCode::FORBIDDEN,
+            Self::BadLink(code) => *code,
+            Self::Expired => StatusCode::GONE,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotReadyYet { .. } | Self::Overloaded { .. } | Self::Dependency { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    /// A remembered permanent failure, answered with its recorded status.
+    pub fn from_failure(http_status: u16, message: String) -> Self {
+        match http_status {
+            413 => Self::TooLarge(message),
+            404 => Self::NotFound,
+            _ => Self::Unprocessable(message),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let retry_after = match &self {
+            Self::NotReadyYet { retry_after } | Self::Overloaded { retry_after } => Some(*retry_after),
+            Self::Dependency { retry_after, cause } => {
+                tracing::warn!(error = format!("{cause:#}"), "dependency failure");
+                Some(*retry_after)
+            }
+            _ => None,
+        };
+        let status = self.status();
+        let mut response = (status, format!("{self}\n")).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(secs) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependency_errors_hide_their_cause() {
+        let err = ApiError::dependency(anyhow::anyhow!("connection refused at 10.0.0.7:5432"), 3);
+        let response = err.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+    }
+
+    #[test]
+    fn remembered_failures_keep_their_status() {
+        assert_eq!(ApiError::from_failure(413, "big".into()).status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(ApiError::from_failure(422, "bad".into()).status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}

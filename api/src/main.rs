@@ -1,0 +1,105 @@
+//! `kiln-api`: the HTTP front. Checks signed URLs, answers hits from the S3
+//! cache, claims and queues misses, and waits for workers within a bound.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::Semaphore;
+
+use kiln_core::job::JobKind;
+use kiln_core::queue::Publisher;
+use kiln_core::storage::Storage;
+use kiln_core::{db, env_file, shutdown, telemetry};
+
+mod config;
+mod delivery;
+mod error;
+mod hot_cache;
+mod metrics;
+mod rendition;
+mod routes;
+mod state;
+mod waiters;
+
+use config::ApiConfig;
+use state::AppState;
+use waiters::Waiters;
+
+fn main() -> ExitCode {
+    let env_file = env_file::load();
+    telemetry::init_tracing();
+    if let Err(err) = env_file {
+        tracing::error!("{err:#}");
+        return ExitCode::FAILURE;
+    }
+    let config = match ApiConfig::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            tracing::error!("invalid configuration: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            tracing::error!(%err, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("kiln-api stopped: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: ApiConfig) -> anyhow::Result<()> {
+    let cancel = shutdown::on_signals();
+    let metrics_handle = match telemetry::install_metrics() {
+        Ok(handle) => Some(handle),
+        Err(err) => {
+            tracing::warn!("metrics disabled: {err:#}");
+            None
+        }
+    };
+    metrics::describe();
+
+    let db = db::pool(&config.db)?;
+    if config.migrate {
+        db::migrate(&db).await?;
+    }
+    let waiters = Arc::new(Waiters::default());
+    let listener_task = tokio::spawn(waiters.clone().run_listener(db.clone(), cancel.clone()));
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    let state = Arc::new(AppState {
+        storage: Storage::new(config.s3.clone()),
+        publisher: Publisher::new(config.amqp.clone(), vec![JobKind::Image]),
+        wait_slots: Semaphore::new(config.max_waiting),
+        hot: Default::default(),
+        waiters,
+        db: db.clone(),
+        metrics: metrics_handle,
+        config,
+    });
+    let app = routes::router(state);
+    // Tests and scripts read this line to find the port when KILN_LISTEN ends in :0.
+    println!("kiln-api listening on http://{bound}");
+    tracing::info!(%bound, "kiln-api listening");
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(cancel.clone().cancelled_owned())
+        .await
+        .context("serving HTTP")?;
+    cancel.cancel();
+    let _ = listener_task.await;
+    db.close().await;
+    tracing::info!("kiln-api stopped cleanly");
+    Ok(())
+}

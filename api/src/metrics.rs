@@ -1,0 +1,22 @@
+//! Metric names, described once.
+
+pub const HTTP_REQUESTS: &str = "kiln_http_requests_total";
+pub const HTTP_DURATION: &str = "kiln_http_request_duration_seconds";
+pub const CACHE_HITS: &str = "kiln_cache_hits_total";
+pub const CACHE_MISSES: &str = "kiln_cache_misses_total";
+pub const MISS_WAIT: &str = "kiln_miss_wait_seconds";
+pub const WAIT_TIMEOUTS: &str = "kiln_miss_wait_timeouts_total";
+pub const PUBLISH_FAILURES: &str = "kiln_publish_failures_total";
+pub const JOBS_QUEUED: &str = "kiln_jobs_queued_total";
+
+pub fn describe() {
+    use metrics::{describe_counter, describe_histogram, Unit};
+    describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status code");
+    describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request duration by route");
+    describe_counter!(CACHE_HITS, "Requests answered from a ready rendition, by kind");
+    describe_counter!(CACHE_MISSES, "Requests that found no ready rendition, by kind");
+    describe_histogram!(MISS_WAIT, Unit::Seconds, "Time a missing request waited for its render");
+    describe_counter!(WAIT_TIMEOUTS, "Misses that outwaited the bound and got 503");
+    describe_counter!(PUBLISH_FAILURES, "Render jobs that could not be published");
+    describe_counter!(JOBS_QUEUED, "Render jobs published, by kind");
+}

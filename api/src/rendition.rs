@@ -1,0 +1,185 @@
+//! From a validated image request to a response: look the rendition up (in
+//! process, then in Postgres), claim and queue it on a miss, wait for the
+//! worker within the configured bound, then deliver it.
+
+use std::time::Instant;
+
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use kiln_core::cache_key::{object_key, rendition_key};
+use kiln_core::job::{ImageJob, JobKind, PRIORITY_ON_DEMAND};
+use kiln_core::options::ImageOptions;
+use kiln_core::renditions::{self, NewRendition, Rendition, Status};
+use kiln_core::source_key::SourceKey;
+use kiln_core::storage::{ObjectMeta, StorageError};
+use kiln_core::IMAGE_RENDERER_VERSION;
+
+use crate::delivery::deliver;
+use crate::error::ApiError;
+use crate::metrics as m;
+use crate::state::AppState;
+
+/// How often a waiting request re-reads its row in case a NOTIFY was lost.
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+pub async fn serve_image(
+    state: &AppState,
+    source: &SourceKey,
+    options: &ImageOptions,
+    request_headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let canonical = options.canonical();
+    let meta = source_meta(state, source).await?;
+    let cache_key = rendition_key(IMAGE_RENDERER_VERSION, &canonical, source.as_str(), &meta.etag);
+
+    if let Some(response) = deliver_if_known_ready(state, &cache_key, request_headers).await? {
+        metrics::counter!(m::CACHE_HITS, "kind" => "image").increment(1);
+        return Ok(response);
+    }
+
+    let object_key = object_key(&state.config.s3.cache_prefix, &cache_key);
+    let new = NewRendition {
+        cache_key: &cache_key,
+        object_key: &object_key,
+        kind: JobKind::Image.name(),
+        source_key: source.as_str(),
+        source_etag: &meta.etag,
+        options: &canonical,
+    };
+    let retry_after = state.config.retry_after_secs;
+    let db_err = |e: sqlx::Error| ApiError::dependency(e, retry_after);
+
+    if meta.size > state.config.limits.max_bytes {
+        let message = format!("source is larger than {} bytes", state.config.limits.max_bytes);
+        renditions::insert_failed(&state.db, &new, 413, &message).await.map_err(db_err)?;
+        return Err(ApiError::TooLarge(message));
+    }
+
+    let existing = renditions::find(&state.db, &cache_key).await.map_err(db_err)?;
+    match existing.map(|r| r.status) {
+        Some(Status::Ready) => {
+            metrics::counter!(m::CACHE_HITS, "kind" => "image").increment(1);
+            state.hot.put_ready_object(&cache_key, &object_key);
+            return deliver(state, &cache_key, &object_key, request_headers).await;
+        }
+        Some(Status::Failed { http_status, message }) => {
+            return Err(ApiError::from_failure(http_status, message));
+        }
+        Some(Status::Pending) => {}
+        None => {}
+    }
+    metrics::counter!(m::CACHE_MISSES, "kind" => "image").increment(1);
+
+    let job = ImageJob {
+        cache_key: cache_key.clone(),
+        object_key: object_key.clone(),
+        source_key: source.as_str().to_owned(),
+        source_etag: meta.etag.clone(),
+        options: canonical.clone(),
+        attempt: 1,
+        enqueued_at_ms: Some(kiln_core::job::now_ms()),
+    };
+    let Ok(_slot) = state.wait_slots.try_acquire() else {
+        return Err(ApiError::Overloaded { retry_after });
+    };
+    // Subscribe before claiming, so a render finishing at once still wakes us.
+    let subscription = state.waiters.subscribe(&cache_key);
+    if renditions::claim(&state.db, &new).await.map_err(db_err)? {
+        publish(state, &job).await?;
+    }
+    let rendition = wait_for(state, &subscription.notify, &job).await?;
+    match rendition.status {
+        Status::Ready => {
+            state.hot.put_ready_object(&cache_key, &object_key);
+            deliver(state, &cache_key, &object_key, request_headers).await
+        }
+        Status::Failed { http_status, message } => Err(ApiError::from_failure(http_status, message)),
+        Status::Pending => Err(ApiError::NotReadyYet { retry_after }),
+    }
+}
+
+/// The hit path: no network round-trip when the rendition is known ready.
+async fn deliver_if_known_ready(
+    state: &AppState,
+    cache_key: &str,
+    request_headers: &HeaderMap,
+) -> Result<Option<Response>, ApiError> {
+    match state.hot.ready_object(cache_key) {
+        Some(object_key) => deliver(state, cache_key, &object_key, request_headers).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The original's ETag and size, from the in-process cache or a HEAD.
+async fn source_meta(state: &AppState, source: &SourceKey) -> Result<ObjectMeta, ApiError> {
+    let ttl = state.config.source_cache_ttl;
+    if let Some(meta) = state.hot.source(source.as_str(), ttl) {
+        return Ok(meta);
+    }
+    match state.storage.head_original(source.as_str()).await {
+        Ok(meta) => {
+            state.hot.put_source(source.as_str(), meta.clone());
+            Ok(meta)
+        }
+        Err(StorageError::NotFound) => Err(ApiError::NotFound),
+        Err(err) => Err(ApiError::dependency(err, state.config.retry_after_secs)),
+    }
+}
+
+async fn publish(state: &AppState, job: &ImageJob) -> Result<(), ApiError> {
+    let queue = state.publisher.topology().work_queue(JobKind::Image);
+    match state.publisher.publish(&queue, &job.to_json(), PRIORITY_ON_DEMAND).await {
+        Ok(()) => {
+            metrics::counter!(m::JOBS_QUEUED, "kind" => "image").increment(1);
+            Ok(())
+        }
+        Err(err) => {
+            metrics::counter!(m::PUBLISH_FAILURES).increment(1);
+            // Give the claim back so the next request can queue it again.
+            if let Err(release_err) = renditions::release(&state.db, &job.cache_key).await {
+                tracing::warn!(%release_err, "could not release a rendition claim");
+            }
+            Err(ApiError::dependency(err, state.config.retry_after_secs))
+        }
+    }
+}
+
+/// Waits until the rendition leaves `pending` or the bound passes.
+async fn wait_for(state: &AppState, notify: &tokio::sync::Notify, job: &ImageJob) -> Result<Rendition, ApiError> {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + state.config.miss_wait;
+    let retry_after = state.config.retry_after_secs;
+    loop {
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let row = renditions::find(&state.db, &job.cache_key)
+            .await
+            .map_err(|e| ApiError::dependency(e, retry_after))?;
+        match row {
+            Some(r) if r.status != Status::Pending => {
+                metrics::histogram!(m::MISS_WAIT).record(started.elapsed().as_secs_f64());
+                return Ok(r);
+            }
+            Some(r) if r.queued_for_secs > state.config.stale_claim_secs => {
+                // The job behind this claim was lost; queue it again.
+                if renditions::reclaim_stale(&state.db, &job.cache_key, state.config.stale_claim_secs)
+                    .await
+                    .map_err(|e| ApiError::dependency(e, retry_after))?
+                {
+                    tracing::warn!(cache_key = %job.cache_key, "re-queueing a stale rendition claim");
+                    publish(state, job).await?;
+                }
+            }
+            Some(_) => {}
+            // The claim was released (its publish failed): answer "retry", not a hang.
+            None => return Err(ApiError::NotReadyYet { retry_after }),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            metrics::counter!(m::WAIT_TIMEOUTS).increment(1);
+            return Err(ApiError::NotReadyYet { retry_after });
+        }
+        let _ = tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + POLL_INTERVAL), notified).await;
+    }
+}

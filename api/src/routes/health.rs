@@ -1,0 +1,52 @@
+//! `/healthz` (the process is up), `/readyz` (Postgres, RabbitMQ and S3 are
+//! reachable; 503 otherwise) and `/metrics` (Prometheus text format).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::state::SharedState;
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn bounded<F: std::future::Future<Output = bool>>(check: F) -> bool {
+    tokio::time::timeout(CHECK_TIMEOUT, check).await.unwrap_or(false)
+}
+
+pub async fn readyz(State(state): State<SharedState>) -> Response {
+    let (postgres, rabbitmq, s3) = tokio::join!(
+        bounded(async { sqlx::query("SELECT 1").execute(&state.db).await.is_ok() }),
+        bounded(state.publisher.is_connected()),
+        bounded(async { state.storage.check().await.is_ok() }),
+    );
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let body = serde_json::json!({
+        "postgres": word(postgres),
+        "rabbitmq": word(rabbitmq),
+        "s3": word(s3),
+    });
+    let status = if postgres && rabbitmq && s3 {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+pub async fn metrics(State(state): State<SharedState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}

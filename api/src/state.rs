@@ -1,0 +1,28 @@
+//! Shared state handed to every handler.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+
+use kiln_core::queue::Publisher;
+use kiln_core::storage::Storage;
+
+use crate::config::ApiConfig;
+use crate::hot_cache::HotCache;
+use crate::waiters::Waiters;
+
+pub struct AppState {
+    pub config: ApiConfig,
+    pub db: PgPool,
+    pub storage: Storage,
+    pub publisher: Publisher,
+    pub waiters: Arc<Waiters>,
+    pub hot: HotCache,
+    /// Bounds how many requests may wait for renders at once.
+    pub wait_slots: Semaphore,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+pub type SharedState = Arc<AppState>;

@@ -1,0 +1,209 @@
+//! Configuration shared by every Kiln binary, read from `KILN_*` environment
+//! variables with defaults that work on the local stack (`deploy/local/up.sh`).
+//! Everything is validated at start-up: a bad value stops the process with a
+//! message naming the variable, never a surprise at request time.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+
+/// Reads `name`, falling back to `default` when unset or empty.
+pub fn var_or(name: &str, default: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v.trim().to_owned(),
+        _ => default.to_owned(),
+    }
+}
+
+/// Reads an optional variable (unset or empty is `None`).
+pub fn var_opt(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Reads and parses `name`, naming the variable in the error.
+pub fn parse_or<T: FromStr>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match var_opt(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{name}={raw:?} is invalid: {e}")),
+    }
+}
+
+pub fn bool_or(name: &str, default: bool) -> anyhow::Result<bool> {
+    match var_opt(name).as_deref() {
+        None => Ok(default),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some(other) => bail!("{name}={other:?} is invalid: expected true or false"),
+    }
+}
+
+pub fn millis_or(name: &str, default_ms: u64) -> anyhow::Result<Duration> {
+    Ok(Duration::from_millis(parse_or(name, default_ms)?))
+}
+
+/// Postgres connection settings.
+#[derive(Clone, Debug)]
+pub struct DbConfig {
+    pub url: String,
+    pub max_connections: u32,
+    pub timeout: Duration,
+}
+
+impl DbConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            url: var_or(
+                "KILN_DATABASE_URL",
+                "postgres://kiln:kiln@127.0.0.1:5432/kiln",
+            ),
+            max_connections: parse_or("KILN_DATABASE_MAX_CONNECTIONS", 16)?,
+            timeout: millis_or("KILN_DATABASE_TIMEOUT_MS", 3000)?,
+        })
+    }
+}
+
+/// RabbitMQ connection and topology settings.
+#[derive(Clone, Debug)]
+pub struct AmqpConfig {
+    pub url: String,
+    /// Prefixes every queue name, so several deployments (or tests) can share a broker.
+    pub queue_prefix: String,
+    pub timeout: Duration,
+    /// Render attempts (the first plus retries) before a job is dead-lettered.
+    pub max_attempts: u32,
+}
+
+impl AmqpConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let max_attempts = parse_or("KILN_RENDER_MAX_ATTEMPTS", 5u32)?;
+        if !(1..=10).contains(&max_attempts) {
+            bail!("KILN_RENDER_MAX_ATTEMPTS must be between 1 and 10");
+        }
+        Ok(Self {
+            url: var_or("KILN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            queue_prefix: var_or("KILN_QUEUE_PREFIX", "kiln."),
+            timeout: millis_or("KILN_AMQP_TIMEOUT_MS", 3000)?,
+            max_attempts,
+        })
+    }
+}
+
+/// S3 settings: one bucket of originals, one of rendered objects.
+#[derive(Clone, Debug)]
+pub struct S3Config {
+    pub endpoint: String,
+    /// The endpoint written into presigned URLs, when clients reach S3 by another address.
+    pub public_endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub originals_bucket: String,
+    pub cache_bucket: String,
+    /// Prefix of rendered objects inside the cache bucket.
+    pub cache_prefix: String,
+    pub timeout: Duration,
+}
+
+impl S3Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let endpoint = var_or("KILN_S3_ENDPOINT", "http://127.0.0.1:3900");
+        let public_endpoint = var_or("KILN_S3_PUBLIC_ENDPOINT", &endpoint);
+        for (name, value) in [
+            ("KILN_S3_ENDPOINT", &endpoint),
+            ("KILN_S3_PUBLIC_ENDPOINT", &public_endpoint),
+        ] {
+            if !(value.starts_with("http://") || value.starts_with("https://")) {
+                bail!("{name}={value:?} must start with http:// or https://");
+            }
+        }
+        let access_key_id = var_opt("KILN_S3_ACCESS_KEY_ID")
+            .context("KILN_S3_ACCESS_KEY_ID is required (deploy/local/up.sh writes it to .kiln/local.env)")?;
+        let secret_access_key =
+            var_opt("KILN_S3_SECRET_ACCESS_KEY").context("KILN_S3_SECRET_ACCESS_KEY is required")?;
+        Ok(Self {
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            public_endpoint: public_endpoint.trim_end_matches('/').to_owned(),
+            region: var_or("KILN_S3_REGION", "garage"),
+            access_key_id,
+            secret_access_key,
+            originals_bucket: var_or("KILN_S3_ORIGINALS_BUCKET", "kiln-originals"),
+            cache_bucket: var_or("KILN_S3_CACHE_BUCKET", "kiln-cache"),
+            cache_prefix: var_or("KILN_S3_CACHE_PREFIX", "r/"),
+            timeout: millis_or("KILN_S3_TIMEOUT_MS", 5000)?,
+        })
+    }
+}
+
+/// Limits on what a source may be; checked by the api from the object's size
+/// and by the worker from the image header before any pixel is decoded.
+#[derive(Clone, Copy, Debug)]
+pub struct SourceLimits {
+    pub max_bytes: u64,
+    pub max_width: u32,
+    pub max_height: u32,
+    pub max_pixels: u64,
+    pub max_output_dimension: u32,
+}
+
+impl SourceLimits {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            max_bytes: parse_or("KILN_MAX_SOURCE_BYTES", 50 * 1024 * 1024)?,
+            max_width: parse_or("KILN_MAX_SOURCE_WIDTH", 20_000)?,
+            max_height: parse_or("KILN_MAX_SOURCE_HEIGHT", 20_000)?,
+            max_pixels: parse_or("KILN_MAX_SOURCE_PIXELS", 50_000_000)?,
+            max_output_dimension: parse_or("KILN_MAX_OUTPUT_DIMENSION", 8192)?,
+        })
+    }
+}
+
+/// Signing settings for native `/img/` URLs.
+#[derive(Clone, Debug)]
+pub struct SigningConfig {
+    pub keys: Vec<Vec<u8>>,
+    pub signature_len: usize,
+    pub allow_unsafe: bool,
+}
+
+impl SigningConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let keys: Vec<Vec<u8>> = var_opt("KILN_SIGNING_KEYS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(|k| k.as_bytes().to_vec())
+            .collect();
+        let allow_unsafe = bool_or("KILN_ALLOW_UNSAFE_URLS", false)?;
+        if keys.is_empty() && !allow_unsafe {
+            bail!("KILN_SIGNING_KEYS is required (comma-separated; the first signs, all verify)");
+        }
+        if keys.iter().any(|k| k.len() < 16) {
+            bail!("every key in KILN_SIGNING_KEYS must be at least 16 bytes");
+        }
+        let signature_len = parse_or("KILN_SIGNATURE_SIZE", crate::signing::FULL_SIGNATURE_LEN)?;
+        if !(crate::signing::MIN_SIGNATURE_LEN..=crate::signing::FULL_SIGNATURE_LEN)
+            .contains(&signature_len)
+        {
+            bail!(
+                "KILN_SIGNATURE_SIZE must be between {} and {}",
+                crate::signing::MIN_SIGNATURE_LEN,
+                crate::signing::FULL_SIGNATURE_LEN
+            );
+        }
+        Ok(Self {
+            keys,
+            signature_len,
+            allow_unsafe,
+        })
+    }
+}

@@ -1,0 +1,80 @@
+//! Messages on the render queues. One queue per job kind, so each kind's
+//! workers can be scaled and throttled on their own.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    Image,
+}
+
+impl JobKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Image => "image",
+        }
+    }
+}
+
+/// Priority of on-demand misses; bulk work goes lower so it never starves them.
+pub const PRIORITY_ON_DEMAND: u8 = 5;
+
+/// Render one image rendition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageJob {
+    pub cache_key: String,
+    pub object_key: String,
+    pub source_key: String,
+    pub source_etag: String,
+    /// Canonical options (see `options::ImageOptions::canonical`).
+    pub options: String,
+    /// 1 for the first try; retries carry the next number.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    /// When the api queued the job (UNIX milliseconds), to measure queue wait.
+    #[serde(default)]
+    pub enqueued_at_ms: Option<u64>,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+/// The current time in UNIX milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl ImageJob {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_defaults_the_attempt() {
+        let job = ImageJob {
+            cache_key: "k".into(),
+            object_key: "r/k".into(),
+            source_key: "a.jpg".into(),
+            source_etag: "\"e\"".into(),
+            options: "10x10".into(),
+            attempt: 1,
+            enqueued_at_ms: Some(5),
+        };
+        let back: ImageJob = serde_json::from_slice(&job.to_json()).unwrap();
+        assert_eq!(back, job);
+        let old: ImageJob = serde_json::from_str(
+            r#"{"cache_key":"k","object_key":"r/k","source_key":"a","source_etag":"e","options":"1x1"}"#,
+        )
+        .unwrap();
+        assert_eq!(old.attempt, 1);
+    }
+}

@@ -1,0 +1,245 @@
+//! S3 access: originals are read (HEAD for ETag and size, GET for bytes),
+//! renditions are written once and handed out as presigned GET URLs.
+//! Every call runs under the SDK's operation timeout, so a dead S3 is an error
+//! within `KILN_S3_TIMEOUT_MS`, never a hang.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use aws_credential_types::Credentials;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use bytes::Bytes;
+
+use crate::config::S3Config;
+
+/// Long-lived, immutable: a rendition's key changes whenever its bytes would.
+pub const RENDITION_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("object not found")]
+    NotFound,
+    /// The object changed since its ETag was read.
+    #[error("object changed")]
+    Changed,
+    #[error("storage unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
+}
+
+/// What a HEAD of an original tells.
+#[derive(Clone, Debug)]
+pub struct ObjectMeta {
+    pub etag: String,
+    pub size: u64,
+    pub content_type: Option<String>,
+}
+
+/// A fetched object with the headers a proxy response needs.
+pub struct FetchedObject {
+    pub body: ByteStream,
+    pub size: u64,
+    pub content_type: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    client: Client,
+    /// Signs presigned URLs for the public endpoint (may differ from the internal one).
+    presigner: Client,
+    config: S3Config,
+}
+
+fn build_client(cfg: &S3Config, endpoint: &str) -> Client {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(cfg.timeout.min(Duration::from_secs(2)))
+        .operation_timeout(cfg.timeout)
+        .build();
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(cfg.region.clone()))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(Credentials::new(
+            &cfg.access_key_id,
+            &cfg.secret_access_key,
+            None,
+            None,
+            "kiln",
+        ))
+        .timeout_config(timeouts)
+        // Only what S3 requires: extra checksums cost CPU and some S3 servers reject them.
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .http_client(http)
+        .build();
+    Client::from_conf(conf)
+}
+
+fn classify<E>(err: SdkError<E>, what: &str) -> StorageError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    if let SdkError::ServiceError(service) = &err {
+        match service.raw().status().as_u16() {
+            404 => return StorageError::NotFound,
+            412 => return StorageError::Changed,
+            _ => {}
+        }
+    }
+    StorageError::Unavailable(anyhow::Error::new(err).context(what.to_owned()))
+}
+
+impl Storage {
+    pub fn new(config: S3Config) -> Self {
+        let client = build_client(&config, &config.endpoint);
+        let presigner = if config.public_endpoint == config.endpoint {
+            client.clone()
+        } else {
+            build_client(&config, &config.public_endpoint)
+        };
+        Self {
+            client,
+            presigner,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &S3Config {
+        &self.config
+    }
+
+    pub async fn head_original(&self, key: &str) -> Result<ObjectMeta, StorageError> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.config.originals_bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify(e, "HEAD original"))?;
+        Ok(ObjectMeta {
+            etag: out.e_tag().unwrap_or_default().to_owned(),
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            content_type: out.content_type().map(str::to_owned),
+        })
+    }
+
+    /// Reads an original, failing with [`StorageError::Changed`] if its ETag moved on.
+    pub async fn get_original(&self, key: &str, etag: &str, max_bytes: u64) -> Result<Bytes, StorageError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.config.originals_bucket)
+            .key(key)
+            .if_match(etag)
+            .send()
+            .await
+            .map_err(|e| classify(e, "GET original"))?;
+        if out.content_length().unwrap_or(0).max(0) as u64 > max_bytes {
+            return Err(StorageError::Unavailable(anyhow::anyhow!("original grew past the byte limit")));
+        }
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StorageError::Unavailable(anyhow::Error::new(e).context("reading original body")))?;
+        Ok(body.into_bytes())
+    }
+
+    pub async fn put_original(&self, key: &str, body: Bytes, content_type: &str) -> anyhow::Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.config.originals_bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .context("PUT original")?;
+        Ok(())
+    }
+
+    pub async fn put_rendition(&self, object_key: &str, body: Bytes, content_type: &str) -> Result<(), StorageError> {
+        self.client
+            .put_object()
+            .bucket(&self.config.cache_bucket)
+            .key(object_key)
+            .content_type(content_type)
+            .cache_control(RENDITION_CACHE_CONTROL)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| classify(e, "PUT rendition"))?;
+        Ok(())
+    }
+
+    pub async fn get_rendition(&self, object_key: &str) -> Result<FetchedObject, StorageError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.config.cache_bucket)
+            .key(object_key)
+            .send()
+            .await
+            .map_err(|e| classify(e, "GET rendition"))?;
+        Ok(FetchedObject {
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            content_type: out.content_type().map(str::to_owned),
+            body: out.body,
+        })
+    }
+
+    /// Whether a rendition object exists (used by workers to skip finished work).
+    pub async fn rendition_exists(&self, object_key: &str) -> Result<bool, StorageError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.config.cache_bucket)
+            .key(object_key)
+            .send()
+            .await
+            .map_err(|e| classify(e, "HEAD rendition"))
+        {
+            Ok(_) => Ok(true),
+            Err(StorageError::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A presigned GET URL for a rendition, valid for `ttl`.
+    pub async fn presign_rendition(&self, object_key: &str, ttl: Duration) -> Result<String, StorageError> {
+        let config = PresigningConfig::expires_in(ttl)
+            .map_err(|e| StorageError::Unavailable(anyhow::Error::new(e).context("presigning config")))?;
+        let request = self
+            .presigner
+            .get_object()
+            .bucket(&self.config.cache_bucket)
+            .key(object_key)
+            .presigned(config)
+            .await
+            .map_err(|e| classify(e, "presign rendition"))?;
+        Ok(request.uri().to_owned())
+    }
+
+    /// Readiness probe: both buckets reachable.
+    pub async fn check(&self) -> Result<(), StorageError> {
+        for bucket in [&self.config.originals_bucket, &self.config.cache_bucket] {
+            self.client
+                .head_bucket()
+                .bucket(bucket)
+                .send()
+                .await
+                .map_err(|e| classify(e, "HEAD bucket"))?;
+        }
+        Ok(())
+    }
+}

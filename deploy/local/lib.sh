@@ -1,0 +1,217 @@
+# Shared functions for Kiln's local stack scripts (sourced, not run).
+#
+# Machine-wide state (Garage's data and the S3 key) lives in $KILN_STATE_DIR so
+# every checkout on this machine shares one Garage; per-checkout configuration
+# goes to .kiln/local.env. Where PostgreSQL or RabbitMQ already answer on their
+# usual ports (or KILN_DATABASE_URL / KILN_AMQP_URL are set), they are used as-is.
+
+set -euo pipefail
+
+KILN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+KILN_STATE_DIR="${KILN_STATE_DIR:-$HOME/.local/share/kiln}"
+KILN_RUN_DIR="$KILN_ROOT/.kiln"
+KILN_ENV="$KILN_RUN_DIR/local.env"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kiln-target}"
+GARAGE_DIR="$KILN_STATE_DIR/garage"
+GARAGE_CONF="$GARAGE_DIR/garage.toml"
+GARAGE_S3_PORT="${KILN_GARAGE_S3_PORT:-3900}"
+GARAGE_RPC_PORT="${KILN_GARAGE_RPC_PORT:-3901}"
+GARAGE_ADMIN_PORT="${KILN_GARAGE_ADMIN_PORT:-3903}"
+
+log() { printf '\033[1;34m[kiln]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[kiln] %s\033[0m\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+wait_port() { # host port seconds what
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    port_open "$1" "$2" && return 0
+    sleep 0.1
+  done
+  die "$4 did not come up on $1:$2 within $3 s"
+}
+
+random_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+apt_install() { # packages...
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq >/dev/null
+  # No init system here: package scripts that try to start services are told not to.
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+  $sudo chmod +x /usr/sbin/policy-rc.d
+  $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  $sudo rm -f /usr/sbin/policy-rc.d
+}
+
+ensure_packages() {
+  local pkgs=(ca-certificates curl)
+  [ -n "${KILN_DATABASE_URL:-}" ] || port_open 127.0.0.1 5432 || pkgs+=(postgresql postgresql-client)
+  [ -n "${KILN_AMQP_URL:-}" ] || port_open 127.0.0.1 5672 || pkgs+=(rabbitmq-server)
+  # Headless Chromium and fonts for social cards.
+  pkgs+=(chromium fonts-noto-color-emoji fonts-dejavu-core)
+  apt_install "${pkgs[@]}"
+}
+
+ensure_postgres() {
+  if [ -n "${KILN_DATABASE_URL:-}" ]; then
+    log "using PostgreSQL at KILN_DATABASE_URL"
+    return 0
+  fi
+  if ! port_open 127.0.0.1 5432; then
+    local version
+    version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)"
+    [ -n "$version" ] || die "PostgreSQL is not installed and nothing listens on 127.0.0.1:5432"
+    log "starting PostgreSQL $version"
+    pg_ctlcluster "$version" main start
+    mkdir -p "$KILN_STATE_DIR" && touch "$KILN_STATE_DIR/started-postgres"
+    wait_port 127.0.0.1 5432 30 PostgreSQL
+  fi
+  # Role and database, idempotently (needs local superuser access; skipped otherwise).
+  if id postgres >/dev/null 2>&1; then
+    local psql=(runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -d postgres)
+    [ "$(id -u)" -eq 0 ] || psql=(sudo -u postgres psql -q -v ON_ERROR_STOP=1 -d postgres)
+    "${psql[@]}" -c "DO \$\$ BEGIN
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kiln') THEN
+          CREATE ROLE kiln LOGIN PASSWORD 'kiln' CREATEDB;
+        END IF; END \$\$;" >/dev/null
+    "${psql[@]}" -tAc "SELECT 1 FROM pg_database WHERE datname = 'kiln'" | grep -q 1 \
+      || "${psql[@]}" -c "CREATE DATABASE kiln OWNER kiln" >/dev/null
+  fi
+  export KILN_DATABASE_URL="postgres://kiln:kiln@127.0.0.1:5432/kiln"
+}
+
+ensure_rabbitmq() {
+  if [ -n "${KILN_AMQP_URL:-}" ]; then
+    log "using RabbitMQ at KILN_AMQP_URL"
+    return 0
+  fi
+  if ! port_open 127.0.0.1 5672; then
+    log "starting RabbitMQ"
+    rabbitmq-server -detached >/dev/null 2>&1 || true
+    mkdir -p "$KILN_STATE_DIR" && touch "$KILN_STATE_DIR/started-rabbitmq"
+    wait_port 127.0.0.1 5672 90 RabbitMQ
+  fi
+  export KILN_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/%2f"
+}
+
+garage_bin() {
+  if type -P garage >/dev/null; then type -P garage; return; fi
+  if [ -x "$HOME/.cargo/bin/garage" ]; then echo "$HOME/.cargo/bin/garage"; return; fi
+  log "building Garage (cargo install garage --locked; about 10 minutes on 2 cores, once)"
+  cargo install garage --locked --quiet >&2
+  echo "$HOME/.cargo/bin/garage"
+}
+
+garage_cli() { "$(garage_bin)" -c "$GARAGE_CONF" "$@"; }
+
+write_garage_config() {
+  mkdir -p "$GARAGE_DIR/meta" "$GARAGE_DIR/data"
+  [ -f "$GARAGE_DIR/secrets.env" ] || cat >"$GARAGE_DIR/secrets.env" <<EOT
+GARAGE_RPC_SECRET=$(random_hex 32)
+GARAGE_ADMIN_TOKEN=$(random_hex 32)
+KILN_S3_ACCESS_KEY_ID=GK$(random_hex 12)
+KILN_S3_SECRET_ACCESS_KEY=$(random_hex 32)
+EOT
+  chmod 600 "$GARAGE_DIR/secrets.env"
+  # shellcheck disable=SC1091
+  . "$GARAGE_DIR/secrets.env"
+  cat >"$GARAGE_CONF" <<EOT
+metadata_dir = "$GARAGE_DIR/meta"
+data_dir = "$GARAGE_DIR/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$GARAGE_RPC_PORT"
+rpc_public_addr = "127.0.0.1:$GARAGE_RPC_PORT"
+rpc_secret = "$GARAGE_RPC_SECRET"
+
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:$GARAGE_S3_PORT"
+root_domain = ".s3.garage.localhost"
+
+[admin]
+api_bind_addr = "127.0.0.1:$GARAGE_ADMIN_PORT"
+admin_token = "$GARAGE_ADMIN_TOKEN"
+EOT
+  chmod 600 "$GARAGE_CONF"
+}
+
+ensure_garage() {
+  write_garage_config
+  if ! port_open 127.0.0.1 "$GARAGE_S3_PORT"; then
+    log "starting Garage"
+    local bin
+    bin="$(garage_bin)"
+    nohup "$bin" -c "$GARAGE_CONF" server >"$GARAGE_DIR/garage.log" 2>&1 &
+    echo $! >"$GARAGE_DIR/garage.pid"
+    wait_port 127.0.0.1 "$GARAGE_S3_PORT" 30 Garage
+  fi
+  # Single-node layout, applied once.
+  local node
+  for _ in $(seq 1 50); do
+    node="$(garage_cli status 2>/dev/null | awk '/^[0-9a-f]+  / && !found {print $1; found = 1}' || true)"
+    [ -n "$node" ] && break
+    sleep 0.2
+  done
+  [ -n "$node" ] || die "Garage does not report its node id (see $GARAGE_DIR/garage.log)"
+  if garage_cli layout show 2>/dev/null | grep -q "No nodes currently have a role"; then
+    garage_cli layout assign -z local -c 10G "$node" >/dev/null
+    garage_cli layout apply --version 1 >/dev/null
+  fi
+  garage_cli key info "$KILN_S3_ACCESS_KEY_ID" >/dev/null 2>&1 \
+    || garage_cli key import --yes -n kiln "$KILN_S3_ACCESS_KEY_ID" "$KILN_S3_SECRET_ACCESS_KEY" >/dev/null
+  local bucket
+  for bucket in kiln-originals kiln-cache; do
+    garage_cli bucket info "$bucket" >/dev/null 2>&1 || garage_cli bucket create "$bucket" >/dev/null
+    garage_cli bucket allow --read --write --owner "$bucket" --key "$KILN_S3_ACCESS_KEY_ID" >/dev/null
+  done
+  export KILN_S3_ENDPOINT="http://127.0.0.1:$GARAGE_S3_PORT" KILN_S3_ACCESS_KEY_ID KILN_S3_SECRET_ACCESS_KEY
+}
+
+# Writes .kiln/local.env, keeping this checkout's signing keys across runs.
+write_local_env() {
+  mkdir -p "$KILN_RUN_DIR"
+  local signing="" nginx_secret=""
+  if [ -f "$KILN_ENV" ]; then
+    signing="$(sed -n 's/^KILN_SIGNING_KEYS=//p' "$KILN_ENV")"
+    nginx_secret="$(sed -n "s/^KILN_NGINX_SECURE_LINK_MD5='\$uri \(.*\)'$/\1/p" "$KILN_ENV")"
+  fi
+  [ -n "$signing" ] || signing="$(random_hex 32)"
+  [ -n "$nginx_secret" ] || nginx_secret="$(random_hex 16)"
+  cat >"$KILN_ENV.tmp" <<EOT
+# Written by deploy/local/up.sh; read by kiln, kiln-api and kiln-worker.
+# Variables set in the environment take precedence over this file.
+KILN_DATABASE_URL=$KILN_DATABASE_URL
+KILN_AMQP_URL=$KILN_AMQP_URL
+KILN_S3_ENDPOINT=$KILN_S3_ENDPOINT
+KILN_S3_REGION=garage
+KILN_S3_ACCESS_KEY_ID=$KILN_S3_ACCESS_KEY_ID
+KILN_S3_SECRET_ACCESS_KEY=$KILN_S3_SECRET_ACCESS_KEY
+KILN_S3_ORIGINALS_BUCKET=kiln-originals
+KILN_S3_CACHE_BUCKET=kiln-cache
+KILN_SIGNING_KEYS=$signing
+KILN_NGINX_SECURE_LINK_MD5='\$uri $nginx_secret'
+KILN_PUBLIC_URL=http://127.0.0.1:${KILN_API_PORT:-8080}
+KILN_LISTEN=127.0.0.1:${KILN_API_PORT:-8080}
+KILN_WORKER_LISTEN=127.0.0.1:${KILN_WORKER_PORT:-9091}
+EOT
+  mv "$KILN_ENV.tmp" "$KILN_ENV"
+  chmod 600 "$KILN_ENV"
+}
+
+ensure_services() {
+  ensure_packages
+  ensure_postgres
+  ensure_rabbitmq
+  ensure_garage
+  write_local_env
+}

@@ -1,0 +1,111 @@
+//! The image job: fetch the original (pinned to the ETag its cache key was
+//! computed from), render it on the blocking pool, upload the rendition, then
+//! mark the row ready — which notifies every waiting api.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+
+use kiln_core::config::SourceLimits;
+use kiln_core::job::ImageJob;
+use kiln_core::options::ImageOptions;
+use kiln_core::renditions::{self, Status};
+use kiln_core::storage::{Storage, StorageError};
+
+use crate::jobs::JobError;
+use crate::metrics as m;
+use crate::render;
+
+/// What every job handler needs.
+pub struct JobContext {
+    pub db: PgPool,
+    pub storage: Storage,
+    pub limits: SourceLimits,
+    /// Bounds CPU-bound renders to the configured concurrency.
+    pub cpu: Arc<Semaphore>,
+}
+
+#[tracing::instrument(skip_all, fields(cache_key = %job.cache_key, source = %job.source_key, attempt = job.attempt))]
+pub async fn run(ctx: &JobContext, job: &ImageJob) -> Result<(), JobError> {
+    let row = renditions::find(&ctx.db, &job.cache_key)
+        .await
+        .context("reading the rendition row")?;
+    match row.map(|r| r.status) {
+        Some(Status::Pending) => {}
+        Some(Status::Ready | Status::Failed { .. }) => {
+            tracing::info!("rendition already finished; nothing to do");
+            return Ok(());
+        }
+        None => {
+            tracing::info!("rendition claim was released; nothing to do");
+            return Ok(());
+        }
+    }
+    let options = ImageOptions::parse(&job.options).map_err(|e| JobError::Permanent {
+        http_status: 422,
+        message: format!("invalid options in job: {e}"),
+    })?;
+
+    let started = Instant::now();
+    let source = match ctx
+        .storage
+        .get_original(&job.source_key, &job.source_etag, ctx.limits.max_bytes)
+        .await
+    {
+        Ok(bytes) => bytes,
+        Err(StorageError::NotFound | StorageError::Changed) => {
+            // The original was replaced or deleted since the request: its
+            // cache key is obsolete. Drop the claim; a new request starts over.
+            renditions::release(&ctx.db, &job.cache_key).await.context("releasing an obsolete claim")?;
+            tracing::info!("original changed or vanished; claim released");
+            return Ok(());
+        }
+        Err(err) => return Err(JobError::Transient(anyhow::Error::new(err).context("fetching the original"))),
+    };
+    let fetched = started.elapsed();
+
+    let rendered = {
+        let _permit = ctx.cpu.acquire().await.context("render slots closed")?;
+        let limits = ctx.limits;
+        tokio::task::spawn_blocking(move || render::render(&source, &options, &limits))
+            .await
+            .context("render task panicked")?
+    };
+    let rendered = rendered.map_err(|e| JobError::Permanent {
+        http_status: e.http_status(),
+        message: e.to_string(),
+    })?;
+    let render_done = started.elapsed();
+
+    let content_type = rendered.format.content_type();
+    let size = rendered.bytes.len() as u64;
+    ctx.storage
+        .put_rendition(&job.object_key, Bytes::from(rendered.bytes), content_type)
+        .await
+        .context("uploading the rendition")?;
+    let uploaded = started.elapsed();
+    renditions::mark_ready(&ctx.db, &job.cache_key, content_type, size)
+        .await
+        .context("marking the rendition ready")?;
+
+    metrics::histogram!(m::STAGE_SECONDS, "kind" => "image", "stage" => "fetch").record(fetched.as_secs_f64());
+    metrics::histogram!(m::STAGE_SECONDS, "kind" => "image", "stage" => "render")
+        .record((render_done - fetched).as_secs_f64());
+    metrics::histogram!(m::STAGE_SECONDS, "kind" => "image", "stage" => "upload")
+        .record((uploaded - render_done).as_secs_f64());
+    metrics::histogram!(m::RENDER_SECONDS, "kind" => "image").record(started.elapsed().as_secs_f64());
+    tracing::info!(
+        fetch_ms = fetched.as_millis() as u64,
+        render_ms = (render_done - fetched).as_millis() as u64,
+        upload_ms = (uploaded - render_done).as_millis() as u64,
+        width = rendered.width,
+        height = rendered.height,
+        bytes = size,
+        "rendition ready"
+    );
+    Ok(())
+}

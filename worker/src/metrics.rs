@@ -1,0 +1,14 @@
+//! Metric names, described once.
+
+pub const RENDER_SECONDS: &str = "kiln_render_seconds";
+pub const STAGE_SECONDS: &str = "kiln_render_stage_seconds";
+pub const QUEUE_WAIT: &str = "kiln_queue_wait_seconds";
+pub const JOBS: &str = "kiln_jobs_total";
+
+pub fn describe() {
+    use metrics::{describe_counter, describe_histogram, Unit};
+    describe_histogram!(RENDER_SECONDS, Unit::Seconds, "Whole job time (fetch, render, upload), by kind");
+    describe_histogram!(STAGE_SECONDS, Unit::Seconds, "Job time by kind and stage");
+    describe_histogram!(QUEUE_WAIT, Unit::Seconds, "Time a job spent queued before a worker took it");
+    describe_counter!(JOBS, "Jobs finished by kind and outcome (ok, failed, retried, dead)");
+}
