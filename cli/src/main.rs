@@ -17,7 +17,7 @@ use kiln_core::storage::Storage;
 const USAGE: &str = "usage:
   kiln sign OPTIONS SOURCE     print a signed URL, e.g. kiln sign 800x600,f:webp photos/cat.jpg
   kiln upload FILE [KEY]       upload an original (KEY defaults to the file name)
-  kiln sample-image PATH       write a 1600x900 sample JPEG (used by deploy/local/up.sh)";
+  kiln sample-image PATH [WxH] write a sample JPEG (default 1600x900; used by up.sh and bench/)";
 
 fn main() -> ExitCode {
     if let Err(err) = kiln_core::env_file::load() {
@@ -29,7 +29,8 @@ fn main() -> ExitCode {
         ["sign", options, source] => sign(options, source),
         ["upload", file] => upload(file, None),
         ["upload", file, key] => upload(file, Some(key)),
-        ["sample-image", path] => sample_image(path),
+        ["sample-image", path] => sample_image(path, "1600x900"),
+        ["sample-image", path, size] => sample_image(path, size),
         ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
             Ok(())
@@ -94,18 +95,23 @@ fn upload(file: &str, key: Option<&str>) -> anyhow::Result<()> {
 
 /// A synthetic landscape (sky gradient, sun, hills) so the local stack has an
 /// original to render without downloading one.
-fn sample_image(path: &str) -> anyhow::Result<()> {
-    let (w, h) = (1600u32, 900u32);
+fn sample_image(path: &str, size: &str) -> anyhow::Result<()> {
+    let (w, h) = size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .filter(|&(w, h)| w > 0 && h > 0 && w <= 20_000 && h <= 20_000)
+        .context("size must be WxH, each 1..20000")?;
     let image = image::RgbImage::from_fn(w, h, |x, y| {
         let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+        let grain = ((x.wrapping_mul(7919) ^ y.wrapping_mul(104_729)) % 17) as f32 - 8.0;
         let hill = 0.62 + 0.08 * (fx * 9.0).sin() + 0.04 * (fx * 23.0).cos();
         let sun = ((fx - 0.72).powi(2) + (fy - 0.28).powi(2) * 3.2).sqrt() < 0.07;
         let pixel = if sun {
             [255, 214, 102]
         } else if fy > hill {
-            [(40.0 + 60.0 * fx) as u8, (110.0 + 50.0 * (1.0 - fy)) as u8, 60]
+            [(40.0 + 60.0 * fx + grain) as u8, (110.0 + 50.0 * (1.0 - fy) + grain) as u8, 60]
         } else {
-            [(90.0 + 120.0 * fy) as u8, (150.0 + 70.0 * fy) as u8, 235]
+            [(90.0 + 120.0 * fy + grain) as u8, (150.0 + 70.0 * fy) as u8, 235]
         };
         image::Rgb(pixel)
     });

@@ -1,1 +1,285 @@
+//! Harness for Kiln's end-to-end tests: real PostgreSQL, RabbitMQ and Garage,
+//! real `kiln-api` and `kiln-worker` processes on free ports.
+//!
+//! Every [`TestEnv`] gets its own database (migrated by the api it starts),
+//! its own queue prefix and its own key prefixes in both buckets, so tests run
+//! in parallel without seeing each other's messages or objects.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use kiln_core::config::{S3Config, SigningConfig};
+use kiln_core::storage::Storage;
+use rand::RngExt as _;
+use sqlx::{Connection as _, Executor as _, PgConnection};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub mod images;
+
+/// The signing key every test api is configured with.
+pub const SIGNING_KEY: &str = "e2e-signing-key-0123456789abcdef";
+/// The nginx-compatible expression test apis use unless a test overrides it.
+pub const NGINX_EXPRESSION: &str = "$uri e2e-nginx-secret";
+
+fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("KILN_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    // target/{profile}/deps/it-HASH → target/{profile}
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
+}
+
+pub struct TestEnv {
+    pub id: String,
+    pub database_url: String,
+    pub queue_prefix: String,
+    pub source_prefix: String,
+    pub cache_prefix: String,
+    pub storage: Storage,
+    pub s3: aws_sdk_s3::Client,
+    base_env: HashMap<String, String>,
+}
+
+impl TestEnv {
+    pub async fn new() -> anyhow::Result<Self> {
+        let _ = kiln_core::env_file::load();
+        let id = format!("t{:012x}", rand::rng().random::<u64>() & 0xffff_ffff_ffff);
+        let admin_url = std::env::var("KILN_DATABASE_URL")
+            .context("KILN_DATABASE_URL must be set (run deploy/local/test.sh)")?;
+        let mut admin = PgConnection::connect(&admin_url).await.context("connecting to Postgres")?;
+        let db_name = format!("kiln_{id}");
+        admin.execute(format!("CREATE DATABASE {db_name}").as_str()).await?;
+        let database_url = match admin_url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{db_name}"),
+            None => bail!("KILN_DATABASE_URL has no database name"),
+        };
+        let s3_config = S3Config::from_env()?;
+        let storage = Storage::new(s3_config.clone());
+        let s3 = s3_client(&s3_config);
+        let mut env = Self {
+            queue_prefix: format!("kiln.{id}."),
+            source_prefix: format!("{id}/"),
+            cache_prefix: format!("{id}/r/"),
+            database_url,
+            storage,
+            s3,
+            id,
+            base_env: HashMap::new(),
+        };
+        let pairs = [
+            ("KILN_ENV_FILE", String::new()),
+            ("KILN_DATABASE_URL", env.database_url.clone()),
+            ("KILN_AMQP_URL", std::env::var("KILN_AMQP_URL").unwrap_or_default()),
+            ("KILN_QUEUE_PREFIX", env.queue_prefix.clone()),
+            ("KILN_S3_ENDPOINT", s3_config.endpoint.clone()),
+            ("KILN_S3_REGION", s3_config.region.clone()),
+            ("KILN_S3_ACCESS_KEY_ID", s3_config.access_key_id.clone()),
+            ("KILN_S3_SECRET_ACCESS_KEY", s3_config.secret_access_key.clone()),
+            ("KILN_S3_ORIGINALS_BUCKET", s3_config.originals_bucket.clone()),
+            ("KILN_S3_CACHE_BUCKET", s3_config.cache_bucket.clone()),
+            ("KILN_S3_CACHE_PREFIX", env.cache_prefix.clone()),
+            ("KILN_SIGNING_KEYS", SIGNING_KEY.to_owned()),
+            ("KILN_NGINX_SECURE_LINK_MD5", NGINX_EXPRESSION.to_owned()),
+            ("KILN_LISTEN", "127.0.0.1:0".to_owned()),
+            ("KILN_WORKER_LISTEN", "127.0.0.1:0".to_owned()),
+            ("KILN_DATABASE_MAX_CONNECTIONS", "8".to_owned()),
+            ("RUST_LOG", "info,sqlx=warn,aws=warn,lapin=warn".to_owned()),
+        ];
+        env.base_env = pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        Ok(env)
+    }
+
+    /// A source key inside this test's prefix.
+    pub fn source(&self, name: &str) -> String {
+        format!("{}{name}", self.source_prefix)
+    }
+
+    pub async fn upload(&self, name: &str, bytes: Vec<u8>, content_type: &str) -> anyhow::Result<String> {
+        let key = self.source(name);
+        self.storage.put_original(&key, bytes.into(), content_type).await?;
+        Ok(key)
+    }
+
+    /// Rendered objects this test's apis and workers wrote to the cache bucket.
+    pub async fn cache_objects(&self) -> anyhow::Result<Vec<String>> {
+        let out = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.storage.config().cache_bucket)
+            .prefix(&self.cache_prefix)
+            .send()
+            .await?;
+        Ok(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect())
+    }
+
+    pub async fn db(&self) -> anyhow::Result<PgConnection> {
+        Ok(PgConnection::connect(&self.database_url).await?)
+    }
+
+    fn command(&self, binary: &str, overrides: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(bin_dir().join(binary));
+        cmd.env_clear();
+        for key in ["PATH", "HOME"] {
+            if let Ok(value) = std::env::var(key) {
+                cmd.env(key, value);
+            }
+        }
+        cmd.envs(&self.base_env);
+        for (k, v) in overrides {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        cmd
+    }
+
+    pub async fn spawn_api(&self, overrides: &[(&str, &str)]) -> anyhow::Result<Process> {
+        Process::spawn(self.command("kiln-api", overrides), "kiln-api listening on ", "api").await
+    }
+
+    pub async fn spawn_worker(&self, overrides: &[(&str, &str)]) -> anyhow::Result<Process> {
+        Process::spawn(self.command("kiln-worker", overrides), "kiln-worker health on ", "worker").await
+    }
+
+    /// A signed native URL path for `options` and a source key.
+    pub fn signed_path(&self, options: &str, source: &str) -> String {
+        let signing = SigningConfig {
+            keys: vec![SIGNING_KEY.as_bytes().to_vec()],
+            signature_len: kiln_core::signing::FULL_SIGNATURE_LEN,
+            allow_unsafe: false,
+        };
+        let payload = format!("{options}/{source}");
+        format!("/img/{}/{payload}", signing.sign(&payload).unwrap_or_default())
+    }
+
+    /// Drops this test's database (best effort; leftovers are swept by test.sh).
+    pub async fn cleanup(self) {
+        if let Ok(admin_url) = std::env::var("KILN_DATABASE_URL") {
+            if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
+                let _ = admin
+                    .execute(format!("DROP DATABASE IF EXISTS kiln_{} WITH (FORCE)", self.id).as_str())
+                    .await;
+            }
+        }
+    }
+}
+
+fn s3_client(cfg: &S3Config) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new(cfg.region.clone()))
+        .endpoint_url(&cfg.endpoint)
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            &cfg.access_key_id,
+            &cfg.secret_access_key,
+            None,
+            None,
+            "kiln-e2e",
+        ))
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// A running Kiln process; killed when dropped.
+pub struct Process {
+    pub child: Child,
+    pub base_url: String,
+    /// Every log line the process wrote so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    async fn spawn(mut cmd: Command, ready_prefix: &str, name: &'static str) -> anyhow::Result<Self> {
+        let mut child = cmd.spawn().with_context(|| format!("starting {name} (build it first)"))?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().context("stderr")?;
+        let stderr_log = log.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if std::env::var_os("TEST_LOG").is_some() {
+                    eprintln!("[{name}] {line}");
+                }
+                if let Ok(mut log) = stderr_log.lock() {
+                    log.push(line);
+                }
+            }
+        });
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix(ready_prefix) {
+                    return Ok::<_, anyhow::Error>(url.trim().to_owned());
+                }
+            }
+            bail!("{name} exited before it was ready")
+        })
+        .await;
+        let base_url = match ready {
+            Ok(Ok(url)) => url,
+            Ok(Err(err)) => bail!("{err}; its log:\n{}", log.lock().map(|l| l.join("\n")).unwrap_or_default()),
+            Err(_) => bail!("{name} was not ready within 30 s"),
+        };
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { child, base_url, log })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.log.lock().map(|l| l.iter().any(|line| line.contains(needle))).unwrap_or(false)
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub async fn wait_for_log(&self, needle: &str, within: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            if self.log_contains(needle) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!("no log line containing {needle:?} within {within:?}")
+    }
+
+    /// Sends a signal by name (`TERM`, `KILL`).
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let pid = self.child.id().context("process already exited")?;
+        let status = std::process::Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status()?;
+        if !status.success() {
+            bail!("kill -{name} {pid} failed");
+        }
+        Ok(())
+    }
+
+    /// The value of a counter or gauge in the process's `/metrics`, summed
+    /// over every series whose labels contain all of `labels`.
+    pub async fn metric(&self, client: &reqwest::Client, name: &str, labels: &[&str]) -> anyhow::Result<f64> {
+        let text = client.get(self.url("/metrics")).send().await?.text().await?;
+        Ok(text
+            .lines()
+            .filter(|line| line.starts_with(name) && !line.starts_with('#'))
+            .filter(|line| line[name.len()..].starts_with(['{', ' ']))
+            .filter(|line| labels.iter().all(|l| line.contains(l)))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+}
+
+/// An HTTP client that does not follow redirects (tests check them).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client")
+}

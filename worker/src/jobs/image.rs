@@ -68,6 +68,7 @@ pub async fn run(ctx: &JobContext, job: &ImageJob) -> Result<(), JobError> {
     };
     let fetched = started.elapsed();
 
+    tracing::info!(bytes = source.len(), "rendering");
     let rendered = {
         let _permit = ctx.cpu.acquire().await.context("render slots closed")?;
         let limits = ctx.limits;

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Hit-path and miss-latency benchmark on loopback.
+#
+#   bench/hit_path.sh [seconds]
+#
+# 1. Hit path: wrk against a ready rendition's signed URL on kiln-api, and, in
+#    the same run with the same settings, against a bare axum handler answering
+#    a fixed 302 (api/examples/bare_redirect.rs). Reports req/s, p99 and the ratio.
+# 2. Miss latency: first requests for a 4000x3000 JPEG -> 800 px wide, each
+#    with fresh options, total time next to the worker's own fetch/render/upload
+#    split (from its log), so "everything but the render" is visible.
+. "$(dirname "$0")/../deploy/local/lib.sh"
+DURATION="${1:-10}"
+apt_install wrk curl
+ensure_services
+cd "$KILN_ROOT"
+cargo build --release --quiet --bins -p kiln-api -p kiln-worker -p kiln-cli
+cargo build --release --quiet --example bare_redirect -p kiln-api
+BIN="$CARGO_TARGET_DIR/release"
+WORK="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+set -a; . "$KILN_ENV"; set +a
+export KILN_ENV_FILE="" KILN_LISTEN=127.0.0.1:18080 KILN_WORKER_LISTEN=127.0.0.1:19091 \
+  KILN_QUEUE_PREFIX=kiln.bench. KILN_S3_CACHE_PREFIX="bench-$(date +%s)/" RUST_LOG=warn,kiln_worker=info
+"$BIN/kiln-api" >"$WORK/api.log" 2>&1 &
+"$BIN/kiln-worker" >"$WORK/worker.log" 2>&1 &
+"$BIN/examples/bare_redirect" 127.0.0.1:18081 >/dev/null 2>&1 &
+wait_port 127.0.0.1 18080 30 kiln-api; wait_port 127.0.0.1 18081 30 bare_redirect
+
+"$BIN/kiln" sample-image "$WORK/sample.jpg" >/dev/null
+"$BIN/kiln" upload "$WORK/sample.jpg" bench/sample.jpg >/dev/null
+hit_url="$(KILN_PUBLIC_URL=http://127.0.0.1:18080 "$BIN/kiln" sign 400x300,f:webp bench/sample.jpg)"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$hit_url")" = 302 ] || die "warm-up request failed"
+
+run_wrk() { wrk -t1 -c32 -d"${DURATION}s" --latency "$1" 2>&1; }
+rps() { awk '/Requests\/sec/ {print $2}'; }
+p99() { awk '$1 == "99%" {print $2}'; }
+log "hit path: ${DURATION}s each, wrk -t1 -c32, 2 cores shared by client and server"
+bare="$(run_wrk http://127.0.0.1:18081/img/x/y/z)"
+kiln="$(run_wrk "$hit_url")"
+b_rps="$(rps <<<"$bare")"; k_rps="$(rps <<<"$kiln")"
+printf '%-28s %12s %10s\n' "" "req/s" "p99"
+printf '%-28s %12s %10s\n' "bare axum 302" "$b_rps" "$(p99 <<<"$bare")"
+printf '%-28s %12s %10s\n' "kiln hit (302 to S3)" "$k_rps" "$(p99 <<<"$kiln")"
+awk -v k="$k_rps" -v b="$b_rps" 'BEGIN { printf "kiln / bare = %.2f\n", k / b }'
+
+log "miss latency: 4000x3000 JPEG -> 800 px wide, first request each"
+"$BIN/kiln" sample-image "$WORK/big.jpg" 4000x3000 >/dev/null
+"$BIN/kiln" upload "$WORK/big.jpg" bench/big.jpg >/dev/null
+printf '%-6s %9s %9s %9s %9s %14s\n' run total_ms fetch_ms render_ms upload_ms non_render_ms
+for q in 71 72 73 74 75; do
+  url="$(KILN_PUBLIC_URL=http://127.0.0.1:18080 "$BIN/kiln" sign "800x0,q:$q" bench/big.jpg)"
+  total="$(curl -s -o /dev/null -w '%{time_total}' "$url")"
+  sleep 0.2
+  line="$(grep 'rendition ready' "$WORK/worker.log" | tail -n1)"
+  field() { sed -n "s/.*$1=\([0-9]*\).*/\1/p" <<<"$line"; }
+  awk -v q="$q" -v t="$total" -v f="$(field fetch_ms)" -v r="$(field render_ms)" -v u="$(field upload_ms)" \
+    'BEGIN { printf "q:%-4s %9.1f %9s %9s %9s %14.1f\n", q, t * 1000, f, r, u, t * 1000 - r }'
+done

@@ -1,0 +1,8 @@
+//! End-to-end tests against the real services (one binary, see `kiln_e2e`).
+
+mod delivery;
+mod errors;
+mod miss_dedupe;
+mod nginx;
+mod observability;
+mod worker_faults;
