@@ -7,10 +7,20 @@ use axum::Router;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18081".to_owned());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18081".to_owned());
     let app = Router::new().route(
         "/{*rest}",
-        get(|| async { (StatusCode::FOUND, [(header::LOCATION, "http://127.0.0.1:3900/kiln-cache/r/ab/abc")]) }),
+        get(|| async {
+            (
+                StatusCode::FOUND,
+                [(
+                    header::LOCATION,
+                    "http://127.0.0.1:3900/kiln-cache/r/ab/abc",
+                )],
+            )
+        }),
     );
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("bare redirect on http://{addr}");

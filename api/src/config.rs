@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use axum::http::StatusCode;
 use kiln_core::config::{
-    bool_or, millis_or, parse_or, var_opt, var_or, AmqpConfig, DbConfig, S3Config, SigningConfig, SourceLimits,
+    bool_or, millis_or, parse_or, var_opt, var_or, AmqpConfig, DbConfig, S3Config, SigningConfig,
+    SourceLimits,
 };
 use kiln_core::nginx_link::SecureLinkExpr;
 
@@ -54,7 +55,8 @@ impl ApiConfig {
             other => bail!("KILN_DELIVERY={other:?} is invalid: expected redirect or proxy"),
         };
         let presign_ttl = Duration::from_secs(parse_or("KILN_PRESIGN_TTL_SECS", 3600u64)?);
-        if presign_ttl < Duration::from_secs(60) || presign_ttl > Duration::from_secs(7 * 24 * 3600) {
+        if presign_ttl < Duration::from_secs(60) || presign_ttl > Duration::from_secs(7 * 24 * 3600)
+        {
             bail!("KILN_PRESIGN_TTL_SECS must be between 60 and 604800 (S3's limit)");
         }
         let nginx = match var_opt("KILN_NGINX_SECURE_LINK_MD5") {

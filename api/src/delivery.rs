@@ -27,7 +27,11 @@ pub async fn deliver(
     }
 }
 
-async fn redirect(state: &AppState, cache_key: &str, object_key: &str) -> Result<Response, ApiError> {
+async fn redirect(
+    state: &AppState,
+    cache_key: &str,
+    object_key: &str,
+) -> Result<Response, ApiError> {
     let ready = match state.hot.ready_url(cache_key) {
         Some(ready) => ready,
         None => {
@@ -47,7 +51,10 @@ async fn redirect(state: &AppState, cache_key: &str, object_key: &str) -> Result
     };
     // A cached redirect must not outlive the URL: it is handed out until
     // `reuse_until`, and stays valid for at least half its lifetime after that.
-    let max_age = ready.reuse_until.saturating_duration_since(Instant::now()).as_secs();
+    let max_age = ready
+        .reuse_until
+        .saturating_duration_since(Instant::now())
+        .as_secs();
     let location = HeaderValue::from_str(&ready.url)
         .map_err(|e| ApiError::dependency(anyhow::Error::new(e), state.config.retry_after_secs))?;
     let mut response = StatusCode::FOUND.into_response();
@@ -55,7 +62,8 @@ async fn redirect(state: &AppState, cache_key: &str, object_key: &str) -> Result
     headers.insert(header::LOCATION, location);
     headers.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_str(&format!("public, max-age={max_age}")).unwrap_or(HeaderValue::from_static("no-cache")),
+        HeaderValue::from_str(&format!("public, max-age={max_age}"))
+            .unwrap_or(HeaderValue::from_static("no-cache")),
     );
     Ok(response)
 }
@@ -83,7 +91,9 @@ async fn proxy(
     if etag_matches(request_headers, &etag) {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         response.headers_mut().insert(header::ETAG, etag_value);
-        response.headers_mut().insert(header::CACHE_CONTROL, cache_control);
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, cache_control);
         return Ok(response);
     }
     let object = match state.storage.get_rendition(object_key).await {
@@ -101,12 +111,14 @@ async fn proxy(
     headers.insert(header::ETAG, etag_value);
     headers.insert(header::CACHE_CONTROL, cache_control);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(object.size));
-    if let Some(ct) = object.content_type.and_then(|ct| HeaderValue::from_str(&ct).ok()) {
+    if let Some(ct) = object
+        .content_type
+        .and_then(|ct| HeaderValue::from_str(&ct).ok())
+    {
         headers.insert(header::CONTENT_TYPE, ct);
     }
     Ok(response)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -115,7 +127,10 @@ mod tests {
     #[test]
     fn if_none_match_accepts_lists_weak_tags_and_star() {
         let mut h = HeaderMap::new();
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"a\", W/\"abc\""));
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"a\", W/\"abc\""),
+        );
         assert!(etag_matches(&h, "\"abc\""));
         assert!(!etag_matches(&h, "\"ab\""));
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));

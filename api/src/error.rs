@@ -71,7 +71,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = match &self {
-            Self::NotReadyYet { retry_after } | Self::Overloaded { retry_after } => Some(*retry_after),
+            Self::NotReadyYet { retry_after } | Self::Overloaded { retry_after } => {
+                Some(*retry_after)
+            }
             Self::Dependency { retry_after, cause } => {
                 tracing::warn!(error = format!("{cause:#}"), "dependency failure");
                 Some(*retry_after)
@@ -103,7 +105,13 @@ mod tests {
 
     #[test]
     fn remembered_failures_keep_their_status() {
-        assert_eq!(ApiError::from_failure(413, "big".into()).status(), StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(ApiError::from_failure(422, "bad".into()).status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            ApiError::from_failure(413, "big".into()).status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            ApiError::from_failure(422, "bad".into()).status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
     }
 }

@@ -65,7 +65,11 @@ impl HotCache {
     }
 
     pub fn put_ready_object(&self, cache_key: &str, object_key: &str) {
-        insert_bounded(&self.ready_keys, cache_key.to_owned(), object_key.to_owned());
+        insert_bounded(
+            &self.ready_keys,
+            cache_key.to_owned(),
+            object_key.to_owned(),
+        );
     }
 }
 
@@ -76,13 +80,29 @@ mod tests {
     #[test]
     fn expired_entries_are_not_returned() {
         let cache = HotCache::default();
-        let meta = ObjectMeta { etag: "\"e\"".into(), size: 1, content_type: None };
+        let meta = ObjectMeta {
+            etag: "\"e\"".into(),
+            size: 1,
+            content_type: None,
+        };
         cache.put_source("a.jpg", meta);
         assert!(cache.source("a.jpg", Duration::from_secs(60)).is_some());
         assert!(cache.source("a.jpg", Duration::ZERO).is_none());
-        cache.put_ready_url("k", ReadyUrl { url: "u".into(), reuse_until: Instant::now() });
+        cache.put_ready_url(
+            "k",
+            ReadyUrl {
+                url: "u".into(),
+                reuse_until: Instant::now(),
+            },
+        );
         assert!(cache.ready_url("k").is_none());
-        cache.put_ready_url("k", ReadyUrl { url: "u".into(), reuse_until: Instant::now() + Duration::from_secs(5) });
+        cache.put_ready_url(
+            "k",
+            ReadyUrl {
+                url: "u".into(),
+                reuse_until: Instant::now() + Duration::from_secs(5),
+            },
+        );
         assert_eq!(cache.ready_url("k").unwrap().url, "u");
     }
 }

@@ -41,7 +41,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             tracing::error!(%err, "cannot start the async runtime");
@@ -93,10 +96,13 @@ async fn run(config: ApiConfig) -> anyhow::Result<()> {
     // Tests and scripts read this line to find the port when KILN_LISTEN ends in :0.
     println!("kiln-api listening on http://{bound}");
     tracing::info!(%bound, "kiln-api listening");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(cancel.clone().cancelled_owned())
-        .await
-        .context("serving HTTP")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(cancel.clone().cancelled_owned())
+    .await
+    .context("serving HTTP")?;
     cancel.cancel();
     let _ = listener_task.await;
     db.close().await;

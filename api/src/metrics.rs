@@ -12,10 +12,24 @@ pub const JOBS_QUEUED: &str = "kiln_jobs_queued_total";
 pub fn describe() {
     use metrics::{describe_counter, describe_histogram, Unit};
     describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status code");
-    describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request duration by route");
-    describe_counter!(CACHE_HITS, "Requests answered from a ready rendition, by kind");
-    describe_counter!(CACHE_MISSES, "Requests that found no ready rendition, by kind");
-    describe_histogram!(MISS_WAIT, Unit::Seconds, "Time a missing request waited for its render");
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "HTTP request duration by route"
+    );
+    describe_counter!(
+        CACHE_HITS,
+        "Requests answered from a ready rendition, by kind"
+    );
+    describe_counter!(
+        CACHE_MISSES,
+        "Requests that found no ready rendition, by kind"
+    );
+    describe_histogram!(
+        MISS_WAIT,
+        Unit::Seconds,
+        "Time a missing request waited for its render"
+    );
     describe_counter!(WAIT_TIMEOUTS, "Misses that outwaited the bound and got 503");
     describe_counter!(PUBLISH_FAILURES, "Render jobs that could not be published");
     describe_counter!(JOBS_QUEUED, "Render jobs published, by kind");

@@ -31,7 +31,12 @@ pub async fn serve_image(
 ) -> Result<Response, ApiError> {
     let canonical = options.canonical();
     let meta = source_meta(state, source).await?;
-    let cache_key = rendition_key(IMAGE_RENDERER_VERSION, &canonical, source.as_str(), &meta.etag);
+    let cache_key = rendition_key(
+        IMAGE_RENDERER_VERSION,
+        &canonical,
+        source.as_str(),
+        &meta.etag,
+    );
 
     if let Some(response) = deliver_if_known_ready(state, &cache_key, request_headers).await? {
         metrics::counter!(m::CACHE_HITS, "kind" => "image").increment(1);
@@ -51,19 +56,29 @@ pub async fn serve_image(
     let db_err = |e: sqlx::Error| ApiError::dependency(e, retry_after);
 
     if meta.size > state.config.limits.max_bytes {
-        let message = format!("source is larger than {} bytes", state.config.limits.max_bytes);
-        renditions::insert_failed(&state.db, &new, 413, &message).await.map_err(db_err)?;
+        let message = format!(
+            "source is larger than {} bytes",
+            state.config.limits.max_bytes
+        );
+        renditions::insert_failed(&state.db, &new, 413, &message)
+            .await
+            .map_err(db_err)?;
         return Err(ApiError::TooLarge(message));
     }
 
-    let existing = renditions::find(&state.db, &cache_key).await.map_err(db_err)?;
+    let existing = renditions::find(&state.db, &cache_key)
+        .await
+        .map_err(db_err)?;
     match existing.map(|r| r.status) {
         Some(Status::Ready) => {
             metrics::counter!(m::CACHE_HITS, "kind" => "image").increment(1);
             state.hot.put_ready_object(&cache_key, &object_key);
             return deliver(state, &cache_key, &object_key, request_headers).await;
         }
-        Some(Status::Failed { http_status, message }) => {
+        Some(Status::Failed {
+            http_status,
+            message,
+        }) => {
             return Err(ApiError::from_failure(http_status, message));
         }
         Some(Status::Pending) => {}
@@ -94,7 +109,10 @@ pub async fn serve_image(
             state.hot.put_ready_object(&cache_key, &object_key);
             deliver(state, &cache_key, &object_key, request_headers).await
         }
-        Status::Failed { http_status, message } => Err(ApiError::from_failure(http_status, message)),
+        Status::Failed {
+            http_status,
+            message,
+        } => Err(ApiError::from_failure(http_status, message)),
         Status::Pending => Err(ApiError::NotReadyYet { retry_after }),
     }
 }
@@ -106,7 +124,9 @@ async fn deliver_if_known_ready(
     request_headers: &HeaderMap,
 ) -> Result<Option<Response>, ApiError> {
     match state.hot.ready_object(cache_key) {
-        Some(object_key) => deliver(state, cache_key, &object_key, request_headers).await.map(Some),
+        Some(object_key) => deliver(state, cache_key, &object_key, request_headers)
+            .await
+            .map(Some),
         None => Ok(None),
     }
 }
@@ -129,7 +149,11 @@ async fn source_meta(state: &AppState, source: &SourceKey) -> Result<ObjectMeta,
 
 async fn publish(state: &AppState, job: &ImageJob) -> Result<(), ApiError> {
     let queue = state.publisher.topology().work_queue(JobKind::Image);
-    match state.publisher.publish(&queue, &job.to_json(), PRIORITY_ON_DEMAND).await {
+    match state
+        .publisher
+        .publish(&queue, &job.to_json(), PRIORITY_ON_DEMAND)
+        .await
+    {
         Ok(()) => {
             metrics::counter!(m::JOBS_QUEUED, "kind" => "image").increment(1);
             Ok(())
@@ -146,7 +170,11 @@ async fn publish(state: &AppState, job: &ImageJob) -> Result<(), ApiError> {
 }
 
 /// Waits until the rendition leaves `pending` or the bound passes.
-async fn wait_for(state: &AppState, notify: &tokio::sync::Notify, job: &ImageJob) -> Result<Rendition, ApiError> {
+async fn wait_for(
+    state: &AppState,
+    notify: &tokio::sync::Notify,
+    job: &ImageJob,
+) -> Result<Rendition, ApiError> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + state.config.miss_wait;
     let retry_after = state.config.retry_after_secs;
@@ -164,9 +192,13 @@ async fn wait_for(state: &AppState, notify: &tokio::sync::Notify, job: &ImageJob
             }
             Some(r) if r.queued_for_secs > state.config.stale_claim_secs => {
                 // The job behind this claim was lost; queue it again.
-                if renditions::reclaim_stale(&state.db, &job.cache_key, state.config.stale_claim_secs)
-                    .await
-                    .map_err(|e| ApiError::dependency(e, retry_after))?
+                if renditions::reclaim_stale(
+                    &state.db,
+                    &job.cache_key,
+                    state.config.stale_claim_secs,
+                )
+                .await
+                .map_err(|e| ApiError::dependency(e, retry_after))?
                 {
                     tracing::warn!(cache_key = %job.cache_key, "re-queueing a stale rendition claim");
                     publish(state, job).await?;
@@ -180,6 +212,10 @@ async fn wait_for(state: &AppState, notify: &tokio::sync::Notify, job: &ImageJob
             metrics::counter!(m::WAIT_TIMEOUTS).increment(1);
             return Err(ApiError::NotReadyYet { retry_after });
         }
-        let _ = tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + POLL_INTERVAL), notified).await;
+        let _ = tokio::time::timeout_at(
+            deadline.min(tokio::time::Instant::now() + POLL_INTERVAL),
+            notified,
+        )
+        .await;
     }
 }

@@ -25,7 +25,12 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let result = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["sign", options, source] => sign(options, source),
         ["upload", file] => upload(file, None),
         ["upload", file, key] => upload(file, Some(key)),
@@ -55,7 +60,9 @@ fn sign(options: &str, source: &str) -> anyhow::Result<()> {
     let source = SourceKey::new(source).map_err(|e| anyhow::anyhow!("{e}"))?;
     let signing = SigningConfig::from_env()?;
     let payload = format!("{options}/{}", source.to_url_path());
-    let signature = signing.sign(&payload).context("no signing key configured")?;
+    let signature = signing
+        .sign(&payload)
+        .context("no signing key configured")?;
     let base = var_or("KILN_PUBLIC_URL", "http://127.0.0.1:8080");
     println!("{}/img/{signature}/{payload}", base.trim_end_matches('/'));
     Ok(())
@@ -86,7 +93,9 @@ fn upload(file: &str, key: Option<&str>) -> anyhow::Result<()> {
         bail!("KEY must name an object, not a folder");
     }
     let storage = Storage::new(S3Config::from_env()?);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let content_type = content_type_for(&bytes);
     runtime.block_on(storage.put_original(key.as_str(), bytes.into(), content_type))?;
     println!("uploaded {file} as {key} ({content_type})");
@@ -105,17 +114,28 @@ fn sample_image(path: &str, size: &str) -> anyhow::Result<()> {
         let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
         let grain = ((x.wrapping_mul(7919) ^ y.wrapping_mul(104_729)) % 17) as f32 - 8.0;
         let hill = 0.62 + 0.08 * (fx * 9.0).sin() + 0.04 * (fx * 23.0).cos();
-        let sun = ((fx - 0.72).powi(2) + (fy - 0.28).powi(2) * 3.2).sqrt() < 0.07;
+        let (dx, dy) = (x as f32 - 0.72 * w as f32, y as f32 - 0.28 * h as f32);
+        let sun = (dx * dx + dy * dy).sqrt() < 0.06 * w as f32;
         let pixel = if sun {
             [255, 214, 102]
         } else if fy > hill {
-            [(40.0 + 60.0 * fx + grain) as u8, (110.0 + 50.0 * (1.0 - fy) + grain) as u8, 60]
+            [
+                (40.0 + 60.0 * fx + grain) as u8,
+                (110.0 + 50.0 * (1.0 - fy) + grain) as u8,
+                60,
+            ]
         } else {
-            [(90.0 + 120.0 * fy + grain) as u8, (150.0 + 70.0 * fy) as u8, 235]
+            [
+                (90.0 + 120.0 * fy + grain) as u8,
+                (150.0 + 70.0 * fy) as u8,
+                235,
+            ]
         };
         image::Rgb(pixel)
     });
-    image.save(path).with_context(|| format!("writing {path}"))?;
+    image
+        .save(path)
+        .with_context(|| format!("writing {path}"))?;
     println!("wrote {path}");
     Ok(())
 }

@@ -5,7 +5,12 @@
 use sha2::{Digest, Sha256};
 
 /// Hex SHA-256 over length-prefixed fields, so no two field lists collide.
-pub fn rendition_key(renderer_version: &str, canonical_options: &str, source_key: &str, source_etag: &str) -> String {
+pub fn rendition_key(
+    renderer_version: &str,
+    canonical_options: &str,
+    source_key: &str,
+    source_etag: &str,
+) -> String {
     let mut hasher = Sha256::new();
     for field in [renderer_version, canonical_options, source_key, source_etag] {
         hasher.update((field.len() as u64).to_be_bytes());
@@ -17,7 +22,10 @@ pub fn rendition_key(renderer_version: &str, canonical_options: &str, source_key
 /// Where a rendition lives in the cache bucket: `{prefix}{aa}/{key}`, the first
 /// byte fanning objects out over 256 prefixes.
 pub fn object_key(prefix: &str, cache_key: &str) -> String {
-    format!("{prefix}{}/{cache_key}", &cache_key[..2.min(cache_key.len())])
+    format!(
+        "{prefix}{}/{cache_key}",
+        &cache_key[..2.min(cache_key.len())]
+    )
 }
 
 #[cfg(test)]

@@ -125,10 +125,11 @@ impl S3Config {
                 bail!("{name}={value:?} must start with http:// or https://");
             }
         }
-        let access_key_id = var_opt("KILN_S3_ACCESS_KEY_ID")
-            .context("KILN_S3_ACCESS_KEY_ID is required (deploy/local/up.sh writes it to .kiln/local.env)")?;
-        let secret_access_key =
-            var_opt("KILN_S3_SECRET_ACCESS_KEY").context("KILN_S3_SECRET_ACCESS_KEY is required")?;
+        let access_key_id = var_opt("KILN_S3_ACCESS_KEY_ID").context(
+            "KILN_S3_ACCESS_KEY_ID is required (deploy/local/up.sh writes it to .kiln/local.env)",
+        )?;
+        let secret_access_key = var_opt("KILN_S3_SECRET_ACCESS_KEY")
+            .context("KILN_S3_SECRET_ACCESS_KEY is required")?;
         Ok(Self {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             public_endpoint: public_endpoint.trim_end_matches('/').to_owned(),

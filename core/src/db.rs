@@ -11,7 +11,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 /// Connects lazily: the pool opens connections on first use, so a process can
 /// start (and answer `/readyz` with 503) while Postgres is still down.
 pub fn pool(cfg: &DbConfig) -> anyhow::Result<PgPool> {
-    let options: PgConnectOptions = cfg.url.parse().context("KILN_DATABASE_URL is not a valid Postgres URL")?;
+    let options: PgConnectOptions = cfg
+        .url
+        .parse()
+        .context("KILN_DATABASE_URL is not a valid Postgres URL")?;
     Ok(PgPoolOptions::new()
         .max_connections(cfg.max_connections)
         .acquire_timeout(cfg.timeout)
@@ -19,5 +22,8 @@ pub fn pool(cfg: &DbConfig) -> anyhow::Result<PgPool> {
 }
 
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await.context("running database migrations")
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("running database migrations")
 }

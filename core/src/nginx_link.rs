@@ -57,7 +57,11 @@ impl SecureLinkExpr {
                 "uri" => Part::Uri,
                 "secure_link_expires" => Part::Expires,
                 "remote_addr" => Part::RemoteAddr,
-                other => return Err(format!("unsupported variable ${other} in secure_link_md5 expression")),
+                other => {
+                    return Err(format!(
+                        "unsupported variable ${other} in secure_link_md5 expression"
+                    ))
+                }
             };
             if !literal.is_empty() {
                 parts.push(Part::Literal(std::mem::take(&mut literal)));
@@ -124,10 +128,22 @@ mod tests {
     fn seed_expression_signs_the_uri_only() {
         let expr = SecureLinkExpr::parse("$uri your-secret-goes-here").unwrap();
         assert!(!expr.uses_expires());
-        let a = LinkRequest { uri: "/resize/100x100/polyconf.jpg", expires: None, remote_addr: "1.2.3.4" };
-        let b = LinkRequest { uri: "/resize/100x100/polyconf.jpg", expires: None, remote_addr: "5.6.7.8" };
+        let a = LinkRequest {
+            uri: "/resize/100x100/polyconf.jpg",
+            expires: None,
+            remote_addr: "1.2.3.4",
+        };
+        let b = LinkRequest {
+            uri: "/resize/100x100/polyconf.jpg",
+            expires: None,
+            remote_addr: "5.6.7.8",
+        };
         assert_eq!(expr.hash(&a), expr.hash(&b));
-        let other = LinkRequest { uri: "/resize/100x101/polyconf.jpg", expires: None, remote_addr: "1.2.3.4" };
+        let other = LinkRequest {
+            uri: "/resize/100x101/polyconf.jpg",
+            expires: None,
+            remote_addr: "1.2.3.4",
+        };
         assert_ne!(expr.hash(&a), expr.hash(&other));
     }
 

@@ -45,7 +45,9 @@ pub struct ImageOptions {
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum OptionsError {
-    #[error("options are empty; give at least a size such as 800x600 (0x0 keeps the original size)")]
+    #[error(
+        "options are empty; give at least a size such as 800x600 (0x0 keeps the original size)"
+    )]
     Empty,
     #[error("unknown option token {0:?}")]
     UnknownToken(String),
@@ -62,7 +64,11 @@ fn invalid(token: &str, reason: &'static str) -> OptionsError {
     }
 }
 
-fn number<T: std::str::FromStr>(token: &str, text: &str, reason: &'static str) -> Result<T, OptionsError> {
+fn number<T: std::str::FromStr>(
+    token: &str,
+    text: &str,
+    reason: &'static str,
+) -> Result<T, OptionsError> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid(token, reason));
     }
@@ -83,7 +89,11 @@ impl ImageOptions {
                 "fit" | "fill" if value.is_empty() => {
                     let dup = seen_mode;
                     seen_mode = true;
-                    opts.mode = if name == "fit" { ResizeMode::Fit } else { ResizeMode::Fill };
+                    opts.mode = if name == "fit" {
+                        ResizeMode::Fit
+                    } else {
+                        ResizeMode::Fill
+                    };
                     dup
                 }
                 "crop" => {
@@ -121,7 +131,8 @@ impl ImageOptions {
                 }
                 _ if value.is_empty() && token.contains('x') => {
                     let (w, h) = token.split_once('x').unwrap_or_default();
-                    let reason = "size must be WxH with whole numbers (0 derives from the aspect ratio)";
+                    let reason =
+                        "size must be WxH with whole numbers (0 derives from the aspect ratio)";
                     let (w, h): (u32, u32) = (number(token, w, reason)?, number(token, h, reason)?);
                     if w > MAX_DIMENSION || h > MAX_DIMENSION {
                         return Err(invalid(token, "size is larger than 65535"));
@@ -169,10 +180,19 @@ mod tests {
 
     #[test]
     fn parses_every_token() {
-        let o = ImageOptions::parse("800x600,fill,crop:10:20:300:400,f:webp,q:75,exp:1700000000").unwrap();
+        let o = ImageOptions::parse("800x600,fill,crop:10:20:300:400,f:webp,q:75,exp:1700000000")
+            .unwrap();
         assert_eq!((o.width, o.height), (800, 600));
         assert_eq!(o.mode, ResizeMode::Fill);
-        assert_eq!(o.crop, Some(CropRect { x: 10, y: 20, width: 300, height: 400 }));
+        assert_eq!(
+            o.crop,
+            Some(CropRect {
+                x: 10,
+                y: 20,
+                width: 300,
+                height: 400
+            })
+        );
         assert_eq!(o.format, Some(OutputFormat::Webp));
         assert_eq!(o.quality, Some(75));
         assert_eq!(o.expires, Some(1_700_000_000));
@@ -180,11 +200,25 @@ mod tests {
 
     #[test]
     fn equivalent_lists_share_one_canonical_form() {
-        let forms = ["800x600,f:webp", "f:webp,800x600", "fit,f:webp,800x600", "800x600,fit,f:webp,exp:99"];
-        let canon: Vec<String> = forms.iter().map(|f| ImageOptions::parse(f).unwrap().canonical()).collect();
+        let forms = [
+            "800x600,f:webp",
+            "f:webp,800x600",
+            "fit,f:webp,800x600",
+            "800x600,fit,f:webp,exp:99",
+        ];
+        let canon: Vec<String> = forms
+            .iter()
+            .map(|f| ImageOptions::parse(f).unwrap().canonical())
+            .collect();
         assert!(canon.iter().all(|c| c == "800x600,f:webp"), "{canon:?}");
-        assert_eq!(ImageOptions::parse("f:jpg,10x10").unwrap().canonical(), "10x10,f:jpeg");
-        assert_eq!(ImageOptions::parse("10x10,f:png,q:50").unwrap().canonical(), "10x10,f:png");
+        assert_eq!(
+            ImageOptions::parse("f:jpg,10x10").unwrap().canonical(),
+            "10x10,f:jpeg"
+        );
+        assert_eq!(
+            ImageOptions::parse("10x10,f:png,q:50").unwrap().canonical(),
+            "10x10,f:png"
+        );
         assert_ne!(
             ImageOptions::parse("800x600,fill").unwrap().canonical(),
             ImageOptions::parse("800x600").unwrap().canonical()
@@ -203,12 +237,30 @@ mod tests {
         let err = ImageOptions::parse("800x600,sepia").unwrap_err();
         assert_eq!(err, OptionsError::UnknownToken("sepia".into()));
         assert!(err.to_string().contains("\"sepia\""));
-        for bad in ["q:0", "q:101", "q:x", "f:gif", "crop:1:2:3", "crop:0:0:0:5", "axb", "80x", "-1x5", "exp:soon", "99999x1"] {
+        for bad in [
+            "q:0",
+            "q:101",
+            "q:x",
+            "f:gif",
+            "crop:1:2:3",
+            "crop:0:0:0:5",
+            "axb",
+            "80x",
+            "-1x5",
+            "exp:soon",
+            "99999x1",
+        ] {
             let err = ImageOptions::parse(&format!("10x10,{bad}")).unwrap_err();
             assert!(err.to_string().contains(bad), "{bad}: {err}");
         }
-        assert!(matches!(ImageOptions::parse("10x10,20x20"), Err(OptionsError::Conflict(_))));
-        assert!(matches!(ImageOptions::parse("fit,fill,1x1"), Err(OptionsError::Conflict(_))));
+        assert!(matches!(
+            ImageOptions::parse("10x10,20x20"),
+            Err(OptionsError::Conflict(_))
+        ));
+        assert!(matches!(
+            ImageOptions::parse("fit,fill,1x1"),
+            Err(OptionsError::Conflict(_))
+        ));
         assert!(ImageOptions::parse("0x600,fill").is_err());
         assert_eq!(ImageOptions::parse(""), Err(OptionsError::Empty));
     }

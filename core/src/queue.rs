@@ -59,7 +59,10 @@ impl Topology {
             ..QueueDeclareOptions::default()
         };
         let mut work_args = FieldTable::default();
-        work_args.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(MAX_PRIORITY));
+        work_args.insert(
+            "x-max-priority".into(),
+            AMQPValue::ShortShortUInt(MAX_PRIORITY),
+        );
         channel
             .queue_declare(self.work_queue(kind).into(), durable, work_args)
             .await
@@ -70,7 +73,10 @@ impl Topology {
                 "x-message-ttl".into(),
                 AMQPValue::LongLongInt(retry_delay(attempt).as_millis() as i64),
             );
-            args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(LongString::from("")));
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString(LongString::from("")),
+            );
             args.insert(
                 "x-dead-letter-routing-key".into(),
                 AMQPValue::LongString(LongString::from(self.work_queue(kind))),
@@ -90,7 +96,9 @@ impl Topology {
 
 /// How long a job waits after failing attempt `n`: 1 s, 4 s, 16 s, then 60 s.
 pub fn retry_delay(failed_attempt: u32) -> Duration {
-    let secs = 4u64.saturating_pow(failed_attempt.saturating_sub(1)).min(60);
+    let secs = 4u64
+        .saturating_pow(failed_attempt.saturating_sub(1))
+        .min(60);
     Duration::from_secs(secs)
 }
 

@@ -12,7 +12,10 @@ pub enum Status {
     Pending,
     Ready,
     /// Permanent failure with the HTTP status and client-safe message to answer.
-    Failed { http_status: u16, message: String },
+    Failed {
+        http_status: u16,
+        message: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -39,8 +42,12 @@ fn from_row(row: &sqlx::postgres::PgRow) -> Result<Rendition, sqlx::Error> {
     let status = match status.as_str() {
         "ready" => Status::Ready,
         "failed" => Status::Failed {
-            http_status: row.try_get::<Option<i16>, _>("error_status")?.unwrap_or(422) as u16,
-            message: row.try_get::<Option<String>, _>("error_message")?.unwrap_or_default(),
+            http_status: row
+                .try_get::<Option<i16>, _>("error_status")?
+                .unwrap_or(422) as u16,
+            message: row
+                .try_get::<Option<String>, _>("error_message")?
+                .unwrap_or_default(),
         },
         _ => Status::Pending,
     };
@@ -58,9 +65,9 @@ pub async fn find(pool: &PgPool, cache_key: &str) -> Result<Option<Rendition>, s
          EXTRACT(EPOCH FROM now() - queued_at)::float8 AS queued_for_secs \
          FROM renditions WHERE cache_key = $1",
     )
-        .bind(cache_key)
-        .fetch_optional(pool)
-        .await?;
+    .bind(cache_key)
+    .fetch_optional(pool)
+    .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -83,7 +90,11 @@ pub async fn claim(pool: &PgPool, new: &NewRendition<'_>) -> Result<bool, sqlx::
 
 /// Re-claims a row still pending after `stale_secs` (its job was lost, e.g. the
 /// api died between claim and publish). `true` means the caller must re-queue it.
-pub async fn reclaim_stale(pool: &PgPool, cache_key: &str, stale_secs: f64) -> Result<bool, sqlx::Error> {
+pub async fn reclaim_stale(
+    pool: &PgPool,
+    cache_key: &str,
+    stale_secs: f64,
+) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query(
         "UPDATE renditions SET queued_at = now() WHERE cache_key = $1 AND status = 'pending' \
          AND queued_at < now() - make_interval(secs => $2)",
@@ -108,7 +119,12 @@ pub async fn release(pool: &PgPool, cache_key: &str) -> Result<(), sqlx::Error> 
     Ok(())
 }
 
-pub async fn mark_ready(pool: &PgPool, cache_key: &str, content_type: &str, bytes: u64) -> Result<(), sqlx::Error> {
+pub async fn mark_ready(
+    pool: &PgPool,
+    cache_key: &str,
+    content_type: &str,
+    bytes: u64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "WITH u AS (UPDATE renditions SET status = 'ready', content_type = $2, bytes = $3, \
          finished_at = now(), error_status = NULL, error_message = NULL \
@@ -123,7 +139,12 @@ pub async fn mark_ready(pool: &PgPool, cache_key: &str, content_type: &str, byte
     Ok(())
 }
 
-pub async fn mark_failed(pool: &PgPool, cache_key: &str, http_status: u16, message: &str) -> Result<(), sqlx::Error> {
+pub async fn mark_failed(
+    pool: &PgPool,
+    cache_key: &str,
+    http_status: u16,
+    message: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "WITH u AS (UPDATE renditions SET status = 'failed', error_status = $2, error_message = $3, \
          finished_at = now() WHERE cache_key = $1 AND status <> 'ready' RETURNING cache_key) \

@@ -8,7 +8,9 @@ pub fn on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
             Ok(stream) => stream,
             Err(err) => {
                 tracing::error!(%err, "cannot listen for SIGTERM; only SIGINT will stop gracefully");

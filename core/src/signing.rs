@@ -23,7 +23,8 @@ pub fn sign(key: &[u8], payload: &str, len: usize) -> String {
 }
 
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(message);
     mac.finalize().into_bytes().into()
 }
@@ -101,7 +102,10 @@ mod tests {
         let rotated = config(&["new-key-0123456789", "old-key-0123456789"], 43);
         let sig_by_old = old.sign("800x600/a.jpg").unwrap();
         assert_eq!(rotated.verify(&sig_by_old, "800x600/a.jpg"), Verdict::Valid);
-        assert_eq!(rotated.verify(&sig_by_old, "800x601/a.jpg"), Verdict::Invalid);
+        assert_eq!(
+            rotated.verify(&sig_by_old, "800x601/a.jpg"),
+            Verdict::Invalid
+        );
         let stranger = config(&["someone-else-0123456"], 43);
         let forged = stranger.sign("800x600/a.jpg").unwrap();
         assert_eq!(rotated.verify(&forged, "800x600/a.jpg"), Verdict::Invalid);

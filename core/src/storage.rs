@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
@@ -117,6 +119,11 @@ impl Storage {
         &self.config
     }
 
+    /// The underlying SDK client, for tooling and tests that need other calls.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub async fn head_original(&self, key: &str) -> Result<ObjectMeta, StorageError> {
         let out = self
             .client
@@ -134,7 +141,12 @@ impl Storage {
     }
 
     /// Reads an original, failing with [`StorageError::Changed`] if its ETag moved on.
-    pub async fn get_original(&self, key: &str, etag: &str, max_bytes: u64) -> Result<Bytes, StorageError> {
+    pub async fn get_original(
+        &self,
+        key: &str,
+        etag: &str,
+        max_bytes: u64,
+    ) -> Result<Bytes, StorageError> {
         let out = self
             .client
             .get_object()
@@ -145,17 +157,22 @@ impl Storage {
             .await
             .map_err(|e| classify(e, "GET original"))?;
         if out.content_length().unwrap_or(0).max(0) as u64 > max_bytes {
-            return Err(StorageError::Unavailable(anyhow::anyhow!("original grew past the byte limit")));
+            return Err(StorageError::Unavailable(anyhow::anyhow!(
+                "original grew past the byte limit"
+            )));
         }
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StorageError::Unavailable(anyhow::Error::new(e).context("reading original body")))?;
+        let body = out.body.collect().await.map_err(|e| {
+            StorageError::Unavailable(anyhow::Error::new(e).context("reading original body"))
+        })?;
         Ok(body.into_bytes())
     }
 
-    pub async fn put_original(&self, key: &str, body: Bytes, content_type: &str) -> anyhow::Result<()> {
+    pub async fn put_original(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> anyhow::Result<()> {
         self.client
             .put_object()
             .bucket(&self.config.originals_bucket)
@@ -168,7 +185,12 @@ impl Storage {
         Ok(())
     }
 
-    pub async fn put_rendition(&self, object_key: &str, body: Bytes, content_type: &str) -> Result<(), StorageError> {
+    pub async fn put_rendition(
+        &self,
+        object_key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
         self.client
             .put_object()
             .bucket(&self.config.cache_bucket)
@@ -216,9 +238,14 @@ impl Storage {
     }
 
     /// A presigned GET URL for a rendition, valid for `ttl`.
-    pub async fn presign_rendition(&self, object_key: &str, ttl: Duration) -> Result<String, StorageError> {
-        let config = PresigningConfig::expires_in(ttl)
-            .map_err(|e| StorageError::Unavailable(anyhow::Error::new(e).context("presigning config")))?;
+    pub async fn presign_rendition(
+        &self,
+        object_key: &str,
+        ttl: Duration,
+    ) -> Result<String, StorageError> {
+        let config = PresigningConfig::expires_in(ttl).map_err(|e| {
+            StorageError::Unavailable(anyhow::Error::new(e).context("presigning config"))
+        })?;
         let request = self
             .presigner
             .get_object()

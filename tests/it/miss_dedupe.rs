@@ -11,7 +11,9 @@ async fn a_hundred_concurrent_first_requests_over_two_apis_render_once() -> anyh
     let api_a = env.spawn_api(&[]).await?;
     let api_b = env.spawn_api(&[]).await?;
     let worker = env.spawn_worker(&[]).await?;
-    let source = env.upload("crowd.jpg", images::jpeg(2000, 1500), "image/jpeg").await?;
+    let source = env
+        .upload("crowd.jpg", images::jpeg(2000, 1500), "image/jpeg")
+        .await?;
     let client = http();
     let path = env.signed_path("640x480,f:webp", &source);
 
@@ -21,12 +23,22 @@ async fn a_hundred_concurrent_first_requests_over_two_apis_render_once() -> anyh
         async move {
             let response = request.await?;
             let status = response.status().as_u16();
-            let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             Ok::<_, anyhow::Error>((status, location))
         }
     });
-    let results: Vec<(u16, Option<String>)> = join_all(requests).await.into_iter().collect::<Result<_, _>>()?;
-    assert!(results.iter().all(|(status, _)| *status == 302), "{results:?}");
+    let results: Vec<(u16, Option<String>)> = join_all(requests)
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    assert!(
+        results.iter().all(|(status, _)| *status == 302),
+        "{results:?}"
+    );
     let objects: std::collections::HashSet<String> = results
         .iter()
         .filter_map(|(_, location)| location.as_deref()?.split('?').next().map(str::to_owned))
@@ -36,7 +48,12 @@ async fn a_hundred_concurrent_first_requests_over_two_apis_render_once() -> anyh
     let queued = api_a.metric(&client, "kiln_jobs_queued_total", &[]).await?
         + api_b.metric(&client, "kiln_jobs_queued_total", &[]).await?;
     assert_eq!(queued, 1.0, "one job published across both apis");
-    assert_eq!(worker.metric(&client, "kiln_jobs_total", &["outcome=\"ok\""]).await?, 1.0);
+    assert_eq!(
+        worker
+            .metric(&client, "kiln_jobs_total", &["outcome=\"ok\""])
+            .await?,
+        1.0
+    );
     assert_eq!(env.cache_objects().await?.len(), 1);
     env.cleanup().await;
     Ok(())

@@ -9,12 +9,18 @@ async fn health_readiness_and_metrics_answer() -> anyhow::Result<()> {
     let worker = env.spawn_worker(&[]).await?;
     let client = http();
     for process in [&api, &worker] {
-        assert_eq!(client.get(process.url("/healthz")).send().await?.status(), 200);
+        assert_eq!(
+            client.get(process.url("/healthz")).send().await?.status(),
+            200
+        );
         let ready = client.get(process.url("/readyz")).send().await?;
         assert_eq!(ready.status(), 200, "{:?}", ready.text().await);
     }
     let ready: serde_json::Value = client.get(api.url("/readyz")).send().await?.json().await?;
-    assert_eq!(ready, serde_json::json!({"postgres": "ok", "rabbitmq": "ok", "s3": "ok"}));
+    assert_eq!(
+        ready,
+        serde_json::json!({"postgres": "ok", "rabbitmq": "ok", "s3": "ok"})
+    );
 
     // A request shows up in the request counter by route pattern and status.
     client.get(api.url("/img/x/y")).send().await?;
@@ -32,7 +38,10 @@ async fn readiness_fails_when_a_dependency_is_unreachable() -> anyhow::Result<()
     let env = TestEnv::new().await?;
     // An S3 endpoint where nothing listens: the api still starts and says it is not ready.
     let api = env
-        .spawn_api(&[("KILN_S3_ENDPOINT", "http://127.0.0.1:9"), ("KILN_S3_TIMEOUT_MS", "500")])
+        .spawn_api(&[
+            ("KILN_S3_ENDPOINT", "http://127.0.0.1:9"),
+            ("KILN_S3_TIMEOUT_MS", "500"),
+        ])
         .await?;
     let client = http();
     let response = client.get(api.url("/readyz")).send().await?;
@@ -41,11 +50,17 @@ async fn readiness_fails_when_a_dependency_is_unreachable() -> anyhow::Result<()
     assert_eq!(body["s3"], "unavailable");
     assert_eq!(body["postgres"], "ok");
     // A miss needing S3 is a 503 with Retry-After, not a hang or a 500.
-    let response = client.get(api.url(&env.signed_path("10x10", &env.source("x.jpg")))).send().await?;
+    let response = client
+        .get(api.url(&env.signed_path("10x10", &env.source("x.jpg"))))
+        .send()
+        .await?;
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
     let body = response.text().await?;
-    assert!(!body.contains("127.0.0.1") && !body.to_lowercase().contains("error"), "{body}");
+    assert!(
+        !body.contains("127.0.0.1") && !body.to_lowercase().contains("error"),
+        "{body}"
+    );
     env.cleanup().await;
     Ok(())
 }

@@ -19,16 +19,23 @@ pub fn photo(width: u32, height: u32) -> RgbImage {
 
 pub fn encode(image: DynamicImage, format: ImageFormat) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
-    image.write_to(&mut out, format).expect("encoding a test image");
+    image
+        .write_to(&mut out, format)
+        .expect("encoding a test image");
     out.into_inner()
 }
 
 pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
-    encode(DynamicImage::ImageRgb8(photo(width, height)), ImageFormat::Jpeg)
+    encode(
+        DynamicImage::ImageRgb8(photo(width, height)),
+        ImageFormat::Jpeg,
+    )
 }
 
 pub fn png_with_alpha(width: u32, height: u32) -> Vec<u8> {
-    let image = RgbaImage::from_fn(width, height, |x, _| image::Rgba([200, 30, 30, (x * 255 / width) as u8]));
+    let image = RgbaImage::from_fn(width, height, |x, _| {
+        image::Rgba([200, 30, 30, (x * 255 / width) as u8])
+    });
     encode(DynamicImage::ImageRgba8(image), ImageFormat::Png)
 }
 
@@ -48,7 +55,11 @@ pub fn png_bomb() -> Vec<u8> {
     ihdr.extend_from_slice(&100_000u32.to_be_bytes());
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
     chunk(&mut png, b"IHDR", &ihdr);
-    chunk(&mut png, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
     chunk(&mut png, b"IEND", &[]);
     png
 }
@@ -58,7 +69,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc

@@ -32,7 +32,10 @@ fn bin_dir() -> PathBuf {
     }
     // target/{profile}/deps/it-HASH → target/{profile}
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf()
 }
 
 pub struct TestEnv {
@@ -42,7 +45,6 @@ pub struct TestEnv {
     pub source_prefix: String,
     pub cache_prefix: String,
     pub storage: Storage,
-    pub s3: aws_sdk_s3::Client,
     base_env: HashMap<String, String>,
 }
 
@@ -52,36 +54,47 @@ impl TestEnv {
         let id = format!("t{:012x}", rand::rng().random::<u64>() & 0xffff_ffff_ffff);
         let admin_url = std::env::var("KILN_DATABASE_URL")
             .context("KILN_DATABASE_URL must be set (run deploy/local/test.sh)")?;
-        let mut admin = PgConnection::connect(&admin_url).await.context("connecting to Postgres")?;
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .context("connecting to Postgres")?;
         let db_name = format!("kiln_{id}");
-        admin.execute(format!("CREATE DATABASE {db_name}").as_str()).await?;
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+            .await?;
         let database_url = match admin_url.rsplit_once('/') {
             Some((base, _)) => format!("{base}/{db_name}"),
             None => bail!("KILN_DATABASE_URL has no database name"),
         };
         let s3_config = S3Config::from_env()?;
         let storage = Storage::new(s3_config.clone());
-        let s3 = s3_client(&s3_config);
         let mut env = Self {
             queue_prefix: format!("kiln.{id}."),
             source_prefix: format!("{id}/"),
             cache_prefix: format!("{id}/r/"),
             database_url,
             storage,
-            s3,
             id,
             base_env: HashMap::new(),
         };
         let pairs = [
             ("KILN_ENV_FILE", String::new()),
             ("KILN_DATABASE_URL", env.database_url.clone()),
-            ("KILN_AMQP_URL", std::env::var("KILN_AMQP_URL").unwrap_or_default()),
+            (
+                "KILN_AMQP_URL",
+                std::env::var("KILN_AMQP_URL").unwrap_or_default(),
+            ),
             ("KILN_QUEUE_PREFIX", env.queue_prefix.clone()),
             ("KILN_S3_ENDPOINT", s3_config.endpoint.clone()),
             ("KILN_S3_REGION", s3_config.region.clone()),
             ("KILN_S3_ACCESS_KEY_ID", s3_config.access_key_id.clone()),
-            ("KILN_S3_SECRET_ACCESS_KEY", s3_config.secret_access_key.clone()),
-            ("KILN_S3_ORIGINALS_BUCKET", s3_config.originals_bucket.clone()),
+            (
+                "KILN_S3_SECRET_ACCESS_KEY",
+                s3_config.secret_access_key.clone(),
+            ),
+            (
+                "KILN_S3_ORIGINALS_BUCKET",
+                s3_config.originals_bucket.clone(),
+            ),
             ("KILN_S3_CACHE_BUCKET", s3_config.cache_bucket.clone()),
             ("KILN_S3_CACHE_PREFIX", env.cache_prefix.clone()),
             ("KILN_SIGNING_KEYS", SIGNING_KEY.to_owned()),
@@ -100,22 +113,34 @@ impl TestEnv {
         format!("{}{name}", self.source_prefix)
     }
 
-    pub async fn upload(&self, name: &str, bytes: Vec<u8>, content_type: &str) -> anyhow::Result<String> {
+    pub async fn upload(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> anyhow::Result<String> {
         let key = self.source(name);
-        self.storage.put_original(&key, bytes.into(), content_type).await?;
+        self.storage
+            .put_original(&key, bytes.into(), content_type)
+            .await?;
         Ok(key)
     }
 
     /// Rendered objects this test's apis and workers wrote to the cache bucket.
     pub async fn cache_objects(&self) -> anyhow::Result<Vec<String>> {
         let out = self
-            .s3
+            .storage
+            .client()
             .list_objects_v2()
             .bucket(&self.storage.config().cache_bucket)
             .prefix(&self.cache_prefix)
             .send()
             .await?;
-        Ok(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect())
+        Ok(out
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect())
     }
 
     pub async fn db(&self) -> anyhow::Result<PgConnection> {
@@ -134,16 +159,28 @@ impl TestEnv {
         for (k, v) in overrides {
             cmd.env(k, v);
         }
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
         cmd
     }
 
     pub async fn spawn_api(&self, overrides: &[(&str, &str)]) -> anyhow::Result<Process> {
-        Process::spawn(self.command("kiln-api", overrides), "kiln-api listening on ", "api").await
+        Process::spawn(
+            self.command("kiln-api", overrides),
+            "kiln-api listening on ",
+            "api",
+        )
+        .await
     }
 
     pub async fn spawn_worker(&self, overrides: &[(&str, &str)]) -> anyhow::Result<Process> {
-        Process::spawn(self.command("kiln-worker", overrides), "kiln-worker health on ", "worker").await
+        Process::spawn(
+            self.command("kiln-worker", overrides),
+            "kiln-worker health on ",
+            "worker",
+        )
+        .await
     }
 
     /// A signed native URL path for `options` and a source key.
@@ -154,7 +191,10 @@ impl TestEnv {
             allow_unsafe: false,
         };
         let payload = format!("{options}/{source}");
-        format!("/img/{}/{payload}", signing.sign(&payload).unwrap_or_default())
+        format!(
+            "/img/{}/{payload}",
+            signing.sign(&payload).unwrap_or_default()
+        )
     }
 
     /// Drops this test's database (best effort; leftovers are swept by test.sh).
@@ -162,28 +202,14 @@ impl TestEnv {
         if let Ok(admin_url) = std::env::var("KILN_DATABASE_URL") {
             if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
                 let _ = admin
-                    .execute(format!("DROP DATABASE IF EXISTS kiln_{} WITH (FORCE)", self.id).as_str())
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS kiln_{} WITH (FORCE)",
+                        self.id
+                    )))
                     .await;
             }
         }
     }
-}
-
-fn s3_client(cfg: &S3Config) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new(cfg.region.clone()))
-        .endpoint_url(&cfg.endpoint)
-        .force_path_style(true)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            &cfg.access_key_id,
-            &cfg.secret_access_key,
-            None,
-            None,
-            "kiln-e2e",
-        ))
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
 }
 
 /// A running Kiln process; killed when dropped.
@@ -195,8 +221,14 @@ pub struct Process {
 }
 
 impl Process {
-    async fn spawn(mut cmd: Command, ready_prefix: &str, name: &'static str) -> anyhow::Result<Self> {
-        let mut child = cmd.spawn().with_context(|| format!("starting {name} (build it first)"))?;
+    async fn spawn(
+        mut cmd: Command,
+        ready_prefix: &str,
+        name: &'static str,
+    ) -> anyhow::Result<Self> {
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {name} (build it first)"))?;
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().context("stderr")?;
         let stderr_log = log.clone();
@@ -224,11 +256,44 @@ impl Process {
         .await;
         let base_url = match ready {
             Ok(Ok(url)) => url,
-            Ok(Err(err)) => bail!("{err}; its log:\n{}", log.lock().map(|l| l.join("\n")).unwrap_or_default()),
+            Ok(Err(err)) => bail!(
+                "{err}; its log:\n{}",
+                log.lock().map(|l| l.join("\n")).unwrap_or_default()
+            ),
             Err(_) => bail!("{name} was not ready within 30 s"),
         };
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { child, base_url, log })
+        Ok(Self {
+            child,
+            base_url,
+            log,
+        })
+    }
+
+    /// Sends `GET {path}` byte for byte (HTTP clients normalise `..` and
+    /// `//` away) and returns the status code and body.
+    pub async fn raw_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.base_url.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            stream.read_to_string(&mut response),
+        )
+        .await??;
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .with_context(|| format!("not an HTTP response: {response:?}"))?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Ok((status, body))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -236,7 +301,10 @@ impl Process {
     }
 
     pub fn log_contains(&self, needle: &str) -> bool {
-        self.log.lock().map(|l| l.iter().any(|line| line.contains(needle))).unwrap_or(false)
+        self.log
+            .lock()
+            .map(|l| l.iter().any(|line| line.contains(needle)))
+            .unwrap_or(false)
     }
 
     /// Waits until a log line contains `needle`.
@@ -254,7 +322,10 @@ impl Process {
     /// Sends a signal by name (`TERM`, `KILL`).
     pub fn signal(&self, name: &str) -> anyhow::Result<()> {
         let pid = self.child.id().context("process already exited")?;
-        let status = std::process::Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status()?;
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()?;
         if !status.success() {
             bail!("kill -{name} {pid} failed");
         }
@@ -263,8 +334,18 @@ impl Process {
 
     /// The value of a counter or gauge in the process's `/metrics`, summed
     /// over every series whose labels contain all of `labels`.
-    pub async fn metric(&self, client: &reqwest::Client, name: &str, labels: &[&str]) -> anyhow::Result<f64> {
-        let text = client.get(self.url("/metrics")).send().await?.text().await?;
+    pub async fn metric(
+        &self,
+        client: &reqwest::Client,
+        name: &str,
+        labels: &[&str],
+    ) -> anyhow::Result<f64> {
+        let text = client
+            .get(self.url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
         Ok(text
             .lines()
             .filter(|line| line.starts_with(name) && !line.starts_with('#'))
@@ -282,4 +363,42 @@ pub fn http() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("HTTP client")
+}
+
+/// Follows a 302 from Kiln to S3 and returns the rendered image's
+/// (format, width, height), failing if the redirect or the object is missing.
+pub async fn follow_redirect(
+    client: &reqwest::Client,
+    response: reqwest::Response,
+) -> anyhow::Result<(image::ImageFormat, u32, u32)> {
+    if response.status() != 302 {
+        bail!(
+            "expected 302, got {}: {}",
+            response.status(),
+            response.text().await?
+        );
+    }
+    let location = response.headers()["location"].to_str()?.to_owned();
+    let body = client
+        .get(location)
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    Ok(images::inspect(&body))
+}
+
+/// Requests `url` until it answers something other than 503 (at most ~5 s)
+/// and returns that status.
+pub async fn status_once_ready(client: &reqwest::Client, url: &str) -> anyhow::Result<u16> {
+    let mut status = 503;
+    for _ in 0..20 {
+        status = client.get(url).send().await?.status().as_u16();
+        if status != 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(status)
 }

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use kiln_core::config::{millis_or, parse_or, var_or, AmqpConfig, DbConfig, S3Config, SourceLimits};
+use kiln_core::config::{
+    millis_or, parse_or, var_or, AmqpConfig, DbConfig, S3Config, SourceLimits,
+};
 
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {

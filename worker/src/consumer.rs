@@ -57,7 +57,10 @@ impl Consumer {
     async fn session(self: Arc<Self>, cancel: &CancellationToken) -> anyhow::Result<()> {
         let topology = Topology::new(&self.amqp);
         let connection = queue::connect(&self.amqp, "kiln-worker").await?;
-        let channel = connection.create_channel().await.context("opening channel")?;
+        let channel = connection
+            .create_channel()
+            .await
+            .context("opening channel")?;
         // Prefetch bounds unacked deliveries per worker: with renders taking
         // tens of milliseconds to seconds, a small window keeps work spread
         // over workers instead of queued behind one busy process.
@@ -117,16 +120,23 @@ impl Consumer {
             metrics::histogram!(m::QUEUE_WAIT, "kind" => "image")
                 .record(now_ms().saturating_sub(at) as f64 / 1000.0);
         }
-        let outcome = match tokio::time::timeout(self.job_timeout, image::run(&self.ctx, &job)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(JobError::Transient(anyhow::anyhow!("job timed out after {:?}", self.job_timeout))),
-        };
+        let outcome =
+            match tokio::time::timeout(self.job_timeout, image::run(&self.ctx, &job)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(JobError::Transient(anyhow::anyhow!(
+                    "job timed out after {:?}",
+                    self.job_timeout
+                ))),
+            };
         let settled = match outcome {
             Ok(()) => {
                 metrics::counter!(m::JOBS, "kind" => "image", "outcome" => "ok").increment(1);
                 Ok(())
             }
-            Err(JobError::Permanent { http_status, message }) => {
+            Err(JobError::Permanent {
+                http_status,
+                message,
+            }) => {
                 tracing::info!(http_status, %message, cache_key = %job.cache_key, "rendition failed permanently");
                 metrics::counter!(m::JOBS, "kind" => "image", "outcome" => "failed").increment(1);
                 renditions::mark_failed(&self.ctx.db, &job.cache_key, http_status, &message)
@@ -153,14 +163,22 @@ impl Consumer {
         }
     }
 
-    async fn retry_or_dead_letter(&self, topology: &Topology, mut job: ImageJob, err: anyhow::Error) -> anyhow::Result<()> {
+    async fn retry_or_dead_letter(
+        &self,
+        topology: &Topology,
+        mut job: ImageJob,
+        err: anyhow::Error,
+    ) -> anyhow::Result<()> {
         let failed_attempt = job.attempt;
         if failed_attempt < topology.max_attempts() {
             tracing::warn!(attempt = failed_attempt, cache_key = %job.cache_key, "transient failure, retrying: {err:#}");
             metrics::counter!(m::JOBS, "kind" => "image", "outcome" => "retried").increment(1);
             job.attempt += 1;
             let retry_queue = topology.retry_queue(JobKind::Image, failed_attempt);
-            return self.publisher.publish(&retry_queue, &job.to_json(), PRIORITY_ON_DEMAND).await;
+            return self
+                .publisher
+                .publish(&retry_queue, &job.to_json(), PRIORITY_ON_DEMAND)
+                .await;
         }
         tracing::error!(attempts = failed_attempt, cache_key = %job.cache_key, "giving up, dead-lettering: {err:#}");
         metrics::counter!(m::JOBS, "kind" => "image", "outcome" => "dead").increment(1);
@@ -168,7 +186,9 @@ impl Consumer {
             .publish(&topology.dead_queue(JobKind::Image), &job.to_json(), 0)
             .await?;
         // Not a property of the input: forget the claim so a later request tries afresh.
-        renditions::release(&self.ctx.db, &job.cache_key).await.context("releasing the claim")?;
+        renditions::release(&self.ctx.db, &job.cache_key)
+            .await
+            .context("releasing the claim")?;
         Ok(())
     }
 
@@ -176,7 +196,14 @@ impl Consumer {
         let dead = topology.dead_queue(JobKind::Image);
         let result = match self.publisher.publish(&dead, &delivery.data, 0).await {
             Ok(()) => delivery.ack(BasicAckOptions::default()).await,
-            Err(_) => delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await,
+            Err(_) => {
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    })
+                    .await
+            }
         };
         if let Err(err) = result {
             tracing::warn!(%err, "could not settle an undecodable message");

@@ -29,7 +29,10 @@ pub async fn serve(listener: tokio::net::TcpListener, health: Health, cancel: Ca
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(health);
-    if let Err(err) = axum::serve(listener, app).with_graceful_shutdown(cancel.cancelled_owned()).await {
+    if let Err(err) = axum::serve(listener, app)
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
+    {
         tracing::warn!(%err, "health listener stopped");
     }
 }
@@ -37,7 +40,9 @@ pub async fn serve(listener: tokio::net::TcpListener, health: Health, cancel: Ca
 async fn readyz(State(h): State<Health>) -> Response {
     let limit = Duration::from_secs(2);
     let (pg, mq, s3) = tokio::join!(
-        tokio::time::timeout(limit, async { sqlx::query("SELECT 1").execute(&h.db).await.is_ok() }),
+        tokio::time::timeout(limit, async {
+            sqlx::query("SELECT 1").execute(&h.db).await.is_ok()
+        }),
         tokio::time::timeout(limit, h.publisher.is_connected()),
         tokio::time::timeout(limit, async { h.storage.check().await.is_ok() }),
     );

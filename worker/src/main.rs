@@ -38,7 +38,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             tracing::error!(%err, "cannot start the async runtime");
@@ -87,7 +90,11 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
             cpu: Arc::new(Semaphore::new(config.concurrency)),
         }),
     });
-    tracing::info!(concurrency = config.concurrency, prefetch = config.prefetch, "kiln-worker starting");
+    tracing::info!(
+        concurrency = config.concurrency,
+        prefetch = config.prefetch,
+        "kiln-worker starting"
+    );
     consumer.run(cancel.clone()).await;
     let _ = health_task.await;
     db.close().await;

@@ -7,8 +7,19 @@ pub const JOBS: &str = "kiln_jobs_total";
 
 pub fn describe() {
     use metrics::{describe_counter, describe_histogram, Unit};
-    describe_histogram!(RENDER_SECONDS, Unit::Seconds, "Whole job time (fetch, render, upload), by kind");
+    describe_histogram!(
+        RENDER_SECONDS,
+        Unit::Seconds,
+        "Whole job time (fetch, render, upload), by kind"
+    );
     describe_histogram!(STAGE_SECONDS, Unit::Seconds, "Job time by kind and stage");
-    describe_histogram!(QUEUE_WAIT, Unit::Seconds, "Time a job spent queued before a worker took it");
-    describe_counter!(JOBS, "Jobs finished by kind and outcome (ok, failed, retried, dead)");
+    describe_histogram!(
+        QUEUE_WAIT,
+        Unit::Seconds,
+        "Time a job spent queued before a worker took it"
+    );
+    describe_counter!(
+        JOBS,
+        "Jobs finished by kind and outcome (ok, failed, retried, dead)"
+    );
 }

@@ -17,7 +17,9 @@ pub async fn healthz() -> &'static str {
 }
 
 async fn bounded<F: std::future::Future<Output = bool>>(check: F) -> bool {
-    tokio::time::timeout(CHECK_TIMEOUT, check).await.unwrap_or(false)
+    tokio::time::timeout(CHECK_TIMEOUT, check)
+        .await
+        .unwrap_or(false)
 }
 
 pub async fn readyz(State(state): State<SharedState>) -> Response {

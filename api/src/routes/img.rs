@@ -39,17 +39,26 @@ fn split_path(path: &str) -> Option<ImagePath<'_>> {
     })
 }
 
-pub async fn image(State(state): State<SharedState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
-    let path = split_path(uri.path())
-        .ok_or_else(|| ApiError::BadRequest("expected /img/{signature}/{options}/{source}".into()))?;
-    let source = SourceKey::from_url_path(path.source).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+pub async fn image(
+    State(state): State<SharedState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let path = split_path(uri.path()).ok_or_else(|| {
+        ApiError::BadRequest("expected /img/{signature}/{options}/{source}".into())
+    })?;
+    let source =
+        SourceKey::from_url_path(path.source).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if state.config.signing.verify(path.signature, path.signed) == Verdict::Invalid {
         return Err(ApiError::BadSignature);
     }
-    let options = ImageOptions::parse(path.options).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let options =
+        ImageOptions::parse(path.options).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let limit = state.config.limits.max_output_dimension;
     if options.width > limit || options.height > limit {
-        return Err(ApiError::BadRequest(format!("requested size exceeds the {limit} px limit")));
+        return Err(ApiError::BadRequest(format!(
+            "requested size exceeds the {limit} px limit"
+        )));
     }
     if options.expires.is_some_and(|exp| exp < unix_now()) {
         return Err(ApiError::Expired);

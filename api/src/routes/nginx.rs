@@ -109,14 +109,19 @@ async fn handle(
         return Err(bad_link);
     }
     if nginx.expression.uses_expires() {
-        let expires: i64 = expires.unwrap_or_default().parse().map_err(|_| ApiError::BadLink(nginx.bad_hash_status))?;
+        let expires: i64 = expires
+            .unwrap_or_default()
+            .parse()
+            .map_err(|_| ApiError::BadLink(nginx.bad_hash_status))?;
         if expires < unix_now() {
             return Err(ApiError::Expired);
         }
     }
     let limit = state.config.limits.max_output_dimension;
     if options.width > limit || options.height > limit {
-        return Err(ApiError::BadRequest(format!("requested size exceeds the {limit} px limit")));
+        return Err(ApiError::BadRequest(format!(
+            "requested size exceeds the {limit} px limit"
+        )));
     }
     serve_image(&state, &source, &options, &headers).await
 }
@@ -139,12 +144,21 @@ mod tests {
     fn sizes_map_to_image_filter_semantics() {
         let n = compat();
         let fit = options_for("/resize/", "100x50", &n).unwrap();
-        assert_eq!((fit.width, fit.height, fit.mode, fit.quality), (100, 50, ResizeMode::Fit, Some(95)));
+        assert_eq!(
+            (fit.width, fit.height, fit.mode, fit.quality),
+            (100, 50, ResizeMode::Fit, Some(95))
+        );
         let aspect = options_for("/resize/", "100", &n).unwrap();
         assert_eq!((aspect.width, aspect.height), (100, 0));
         let crop = options_for("/crop/", "100x50", &n).unwrap();
         assert_eq!(crop.mode, ResizeMode::Fill);
-        for bad in [("/crop/", "100"), ("/resize/", "x5"), ("/resize/", "0"), ("/resize/", "1x-"), ("/crop/", "10x0")] {
+        for bad in [
+            ("/crop/", "100"),
+            ("/resize/", "x5"),
+            ("/resize/", "0"),
+            ("/resize/", "1x-"),
+            ("/crop/", "10x0"),
+        ] {
             assert!(options_for(bad.0, bad.1, &n).is_err(), "{bad:?}");
         }
     }

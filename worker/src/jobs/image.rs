@@ -60,11 +60,17 @@ pub async fn run(ctx: &JobContext, job: &ImageJob) -> Result<(), JobError> {
         Err(StorageError::NotFound | StorageError::Changed) => {
             // The original was replaced or deleted since the request: its
             // cache key is obsolete. Drop the claim; a new request starts over.
-            renditions::release(&ctx.db, &job.cache_key).await.context("releasing an obsolete claim")?;
+            renditions::release(&ctx.db, &job.cache_key)
+                .await
+                .context("releasing an obsolete claim")?;
             tracing::info!("original changed or vanished; claim released");
             return Ok(());
         }
-        Err(err) => return Err(JobError::Transient(anyhow::Error::new(err).context("fetching the original"))),
+        Err(err) => {
+            return Err(JobError::Transient(
+                anyhow::Error::new(err).context("fetching the original"),
+            ))
+        }
     };
     let fetched = started.elapsed();
 
@@ -93,12 +99,14 @@ pub async fn run(ctx: &JobContext, job: &ImageJob) -> Result<(), JobError> {
         .await
         .context("marking the rendition ready")?;
 
-    metrics::histogram!(m::STAGE_SECONDS, "kind" => "image", "stage" => "fetch").record(fetched.as_secs_f64());
+    metrics::histogram!(m::STAGE_SECONDS, "kind" => "image", "stage" => "fetch")
+        .record(fetched.as_secs_f64());
     metrics::histogram!(m::STAGE_SECONDS, "kind" => "image", "stage" => "render")
         .record((render_done - fetched).as_secs_f64());
     metrics::histogram!(m::STAGE_SECONDS, "kind" => "image", "stage" => "upload")
         .record((uploaded - render_done).as_secs_f64());
-    metrics::histogram!(m::RENDER_SECONDS, "kind" => "image").record(started.elapsed().as_secs_f64());
+    metrics::histogram!(m::RENDER_SECONDS, "kind" => "image")
+        .record(started.elapsed().as_secs_f64());
     tracing::info!(
         fetch_ms = fetched.as_millis() as u64,
         render_ms = (render_done - fetched).as_millis() as u64,

@@ -15,16 +15,27 @@ fn reader(source: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, RenderError> {
         .with_guessed_format()
         .map_err(|_| RenderError::Unsupported)?;
     match reader.format() {
-        Some(ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif) => Ok(reader),
+        Some(ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif) => {
+            Ok(reader)
+        }
         _ => Err(RenderError::Unsupported),
     }
 }
 
-pub fn decode(source: &[u8], limits: &SourceLimits) -> Result<(DynamicImage, ImageFormat), RenderError> {
+pub fn decode(
+    source: &[u8],
+    limits: &SourceLimits,
+) -> Result<(DynamicImage, ImageFormat), RenderError> {
     let probe = reader(source)?;
     let format = probe.format().ok_or(RenderError::Unsupported)?;
-    let (width, height) = probe.into_dimensions().map_err(|_| RenderError::Undecodable)?;
-    let too_large = |limit: String| RenderError::TooLarge { width, height, limit };
+    let (width, height) = probe
+        .into_dimensions()
+        .map_err(|_| RenderError::Undecodable)?;
+    let too_large = |limit: String| RenderError::TooLarge {
+        width,
+        height,
+        limit,
+    };
     if width > limits.max_width {
         return Err(too_large(format!("{} px width", limits.max_width)));
     }
@@ -42,8 +53,12 @@ pub fn decode(source: &[u8], limits: &SourceLimits) -> Result<(DynamicImage, Ima
     // RGBA at 16 bits per channel, plus headroom for the decoder's own buffers.
     decode_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(64 << 20));
     reader.limits(decode_limits);
-    let mut decoder = reader.into_decoder().map_err(|_| RenderError::Undecodable)?;
-    let orientation = decoder.orientation().map_err(|_| RenderError::Undecodable)?;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|_| RenderError::Undecodable)?;
+    let orientation = decoder
+        .orientation()
+        .map_err(|_| RenderError::Undecodable)?;
     let mut image = DynamicImage::from_decoder(decoder).map_err(|_| RenderError::Undecodable)?;
     image.apply_orientation(orientation);
     Ok((image, format))

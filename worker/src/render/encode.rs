@@ -8,7 +8,11 @@ use kiln_core::format::OutputFormat;
 
 use super::RenderError;
 
-pub fn encode(image: &DynamicImage, format: OutputFormat, quality: u8) -> Result<Vec<u8>, RenderError> {
+pub fn encode(
+    image: &DynamicImage,
+    format: OutputFormat,
+    quality: u8,
+) -> Result<Vec<u8>, RenderError> {
     match format {
         OutputFormat::Jpeg => jpeg(image, quality),
         OutputFormat::Png => png(image),
@@ -21,7 +25,9 @@ fn flatten(image: &DynamicImage) -> RgbImage {
     match image {
         DynamicImage::ImageRgba8(rgba) => RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
             let [r, g, b, a] = rgba.get_pixel(x, y).0;
-            let over = |c: u8| ((u16::from(c) * u16::from(a) + 255 * (255 - u16::from(a)) + 127) / 255) as u8;
+            let over = |c: u8| {
+                ((u16::from(c) * u16::from(a) + 255 * (255 - u16::from(a)) + 127) / 255) as u8
+            };
             Rgb([over(r), over(g), over(b)])
         }),
         other => other.to_rgb8(),
@@ -45,19 +51,31 @@ fn jpeg(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, RenderError> {
 
 fn png(image: &DynamicImage) -> Result<Vec<u8>, RenderError> {
     let mut out = Vec::new();
-    let encoder = PngEncoder::new_with_quality(&mut out, CompressionType::Fast, PngFilter::Adaptive);
+    let encoder =
+        PngEncoder::new_with_quality(&mut out, CompressionType::Fast, PngFilter::Adaptive);
     encoder
-        .write_image(image.as_bytes(), image.width(), image.height(), image.color().into())
+        .write_image(
+            image.as_bytes(),
+            image.width(),
+            image.height(),
+            image.color().into(),
+        )
         .map_err(|_| RenderError::Encode)?;
     Ok(out)
 }
 
 fn webp(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, RenderError> {
     let encoder = match image {
-        DynamicImage::ImageRgba8(rgba) => webp::Encoder::from_rgba(rgba.as_raw(), rgba.width(), rgba.height()),
-        DynamicImage::ImageRgb8(rgb) => webp::Encoder::from_rgb(rgb.as_raw(), rgb.width(), rgb.height()),
+        DynamicImage::ImageRgba8(rgba) => {
+            webp::Encoder::from_rgba(rgba.as_raw(), rgba.width(), rgba.height())
+        }
+        DynamicImage::ImageRgb8(rgb) => {
+            webp::Encoder::from_rgb(rgb.as_raw(), rgb.width(), rgb.height())
+        }
         _ => return Err(RenderError::Encode),
     };
-    let encoded = encoder.encode_simple(false, f32::from(quality)).map_err(|_| RenderError::Encode)?;
+    let encoded = encoder
+        .encode_simple(false, f32::from(quality))
+        .map_err(|_| RenderError::Encode)?;
     Ok(encoded.to_vec())
 }

@@ -40,9 +40,21 @@ fn dim(value: f64) -> u32 {
 /// Plans a resize of a `src_w`×`src_h` image (after orientation and crop) into
 /// the requested `box_w`×`box_h` (0 = derive), never producing a side larger
 /// than `max_dim`.
-pub fn plan(src_w: u32, src_h: u32, box_w: u32, box_h: u32, mode: ResizeMode, max_dim: u32) -> Plan {
+pub fn plan(
+    src_w: u32,
+    src_h: u32,
+    box_w: u32,
+    box_h: u32,
+    mode: ResizeMode,
+    max_dim: u32,
+) -> Plan {
     let (sw, sh) = (f64::from(src_w), f64::from(src_h));
-    let full = Window { left: 0.0, top: 0.0, width: sw, height: sh };
+    let full = Window {
+        left: 0.0,
+        top: 0.0,
+        width: sw,
+        height: sh,
+    };
     let plan = match mode {
         ResizeMode::Fill if box_w > 0 && box_h > 0 => {
             let (bw, bh) = (f64::from(box_w), f64::from(box_h));
@@ -67,7 +79,11 @@ pub fn plan(src_w: u32, src_h: u32, box_w: u32, box_h: u32, mode: ResizeMode, ma
                 (w, h) => (f64::from(w) / sw).min(f64::from(h) / sh),
             }
             .min(1.0); // fit never upscales
-            Plan { window: full, out_width: dim(sw * scale), out_height: dim(sh * scale) }
+            Plan {
+                window: full,
+                out_width: dim(sw * scale),
+                out_height: dim(sh * scale),
+            }
         }
     };
     limit(plan, max_dim)
@@ -114,7 +130,10 @@ mod tests {
         assert!((p.window.height - 2100.0).abs() < 1e-9);
         assert!((p.window.top - 450.0).abs() < 1e-9);
         let tall = plan(1000, 2000, 100, 100, ResizeMode::Fill, 8192);
-        assert_eq!((tall.window.width, tall.window.height, tall.window.top), (1000.0, 1000.0, 500.0));
+        assert_eq!(
+            (tall.window.width, tall.window.height, tall.window.top),
+            (1000.0, 1000.0, 500.0)
+        );
     }
 
     #[test]
@@ -125,8 +144,21 @@ mod tests {
 
     #[test]
     fn crops_are_clamped_to_the_image() {
-        let c = CropRect { x: 50, y: 50, width: 100, height: 100 };
-        assert_eq!(clamp_crop(c, 120, 200), Some(CropRect { x: 50, y: 50, width: 70, height: 100 }));
+        let c = CropRect {
+            x: 50,
+            y: 50,
+            width: 100,
+            height: 100,
+        };
+        assert_eq!(
+            clamp_crop(c, 120, 200),
+            Some(CropRect {
+                x: 50,
+                y: 50,
+                width: 70,
+                height: 100
+            })
+        );
         assert_eq!(clamp_crop(c, 50, 200), None);
     }
 }

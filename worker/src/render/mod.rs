@@ -22,7 +22,11 @@ pub enum RenderError {
     #[error("source is larger than {0} bytes")]
     TooManyBytes(u64),
     #[error("source image is {width}x{height}, over the {limit} limit")]
-    TooLarge { width: u32, height: u32, limit: String },
+    TooLarge {
+        width: u32,
+        height: u32,
+        limit: String,
+    },
     #[error("source is not a supported image (JPEG, PNG, WebP, GIF)")]
     Unsupported,
     #[error("source image could not be decoded")]
@@ -58,14 +62,19 @@ fn default_output(source: ImageFormat) -> OutputFormat {
     }
 }
 
-pub fn render(source: &[u8], options: &ImageOptions, limits: &SourceLimits) -> Result<Rendered, RenderError> {
+pub fn render(
+    source: &[u8],
+    options: &ImageOptions,
+    limits: &SourceLimits,
+) -> Result<Rendered, RenderError> {
     if source.len() as u64 > limits.max_bytes {
         return Err(RenderError::TooManyBytes(limits.max_bytes));
     }
     let (image, source_format) = decode::decode(source, limits)?;
     let image = match options.crop {
         Some(crop) => {
-            let crop = geometry::clamp_crop(crop, image.width(), image.height()).ok_or(RenderError::CropOutside)?;
+            let crop = geometry::clamp_crop(crop, image.width(), image.height())
+                .ok_or(RenderError::CropOutside)?;
             image.crop_imm(crop.x, crop.y, crop.width, crop.height)
         }
         None => image,
@@ -78,7 +87,9 @@ pub fn render(source: &[u8], options: &ImageOptions, limits: &SourceLimits) -> R
         options.mode,
         limits.max_output_dimension,
     );
-    let format = options.format.unwrap_or_else(|| default_output(source_format));
+    let format = options
+        .format
+        .unwrap_or_else(|| default_output(source_format));
     let resized: DynamicImage = resize::resize(image, &plan)?;
     let quality = options.quality.unwrap_or(DEFAULT_QUALITY);
     let bytes = encode::encode(&resized, format, quality)?;
