@@ -1,7 +1,7 @@
 //! Misses render and redirect; hits redirect without rendering again; proxy
 //! mode streams with validators.
 
-use kiln_e2e::{follow_redirect, http, images, status_once_ready, TestEnv};
+use kiln_e2e::{follow_redirect, http, images, TestEnv};
 
 #[tokio::test]
 async fn miss_renders_then_redirects_to_an_image_of_the_right_size_and_format() -> anyhow::Result<()>
