@@ -18,7 +18,8 @@ cargo build --release --quiet --bins -p kiln-api -p kiln-worker -p kiln-cli
 cargo build --release --quiet --example bare_redirect -p kiln-api
 BIN="$CARGO_TARGET_DIR/release"
 WORK="$(mktemp -d)"
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+RUN_ID="$(date +%s)"  # a fresh source key, so the misses are real misses
+trap 'kill $(jobs -p) 2>/dev/null; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 set -a; . "$KILN_ENV"; set +a
 export KILN_ENV_FILE="" KILN_LISTEN=127.0.0.1:18080 KILN_WORKER_LISTEN=127.0.0.1:19091 \
   KILN_QUEUE_PREFIX=kiln.bench. KILN_S3_CACHE_PREFIX="bench-$(date +%s)/" RUST_LOG=warn,kiln_worker=info
@@ -46,14 +47,15 @@ awk -v k="$k_rps" -v b="$b_rps" 'BEGIN { printf "kiln / bare = %.2f\n", k / b }'
 
 log "miss latency: 4000x3000 JPEG -> 800 px wide, first request each"
 "$BIN/kiln" sample-image "$WORK/big.jpg" 4000x3000 >/dev/null
-"$BIN/kiln" upload "$WORK/big.jpg" bench/big.jpg >/dev/null
-printf '%-6s %9s %9s %9s %9s %14s\n' run total_ms fetch_ms render_ms upload_ms non_render_ms
+"$BIN/kiln" upload "$WORK/big.jpg" "bench/big-$RUN_ID.jpg" >/dev/null
+printf '%-6s %9s %9s %9s %9s %9s %14s\n' run total_ms queue_ms fetch_ms render_ms upload_ms non_render_ms
 for q in 71 72 73 74 75; do
-  url="$(KILN_PUBLIC_URL=http://127.0.0.1:18080 "$BIN/kiln" sign "800x0,q:$q" bench/big.jpg)"
-  total="$(curl -s -o /dev/null -w '%{time_total}' "$url")"
+  url="$(KILN_PUBLIC_URL=http://127.0.0.1:18080 "$BIN/kiln" sign "800x0,q:$q" "bench/big-$RUN_ID.jpg")"
+  read -r code total < <(curl -s -o /dev/null -w "%{http_code} %{time_total}\n" "$url")
+  [ "$code" = 302 ] || die "miss request answered $code (logs: $WORK)"
   sleep 0.2
   line="$(grep 'rendition ready' "$WORK/worker.log" | tail -n1)"
   field() { sed -n "s/.*$1=\([0-9]*\).*/\1/p" <<<"$line"; }
-  awk -v q="$q" -v t="$total" -v f="$(field fetch_ms)" -v r="$(field render_ms)" -v u="$(field upload_ms)" \
-    'BEGIN { printf "q:%-4s %9.1f %9s %9s %9s %14.1f\n", q, t * 1000, f, r, u, t * 1000 - r }'
+  awk -v q="$q" -v t="$total" -v qu="$(field queue_ms)" -v f="$(field fetch_ms)" -v r="$(field render_ms)" -v u="$(field upload_ms)" \
+    'BEGIN { printf "q:%-4s %9.1f %9s %9s %9s %9s %14.1f\n", q, t * 1000, qu, f, r, u, t * 1000 - r }'
 done

@@ -1,6 +1,8 @@
 //! Logging setup: `RUST_LOG` filters (default `info`), `KILN_LOG_FORMAT=json`
 //! switches to one JSON object per line.
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 
 pub fn init_tracing() {
@@ -10,6 +12,8 @@ pub fn init_tracing() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(true)
+        // Colour codes only for a terminal: files and log shippers get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().flatten_event(true).init();

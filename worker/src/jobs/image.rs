@@ -51,6 +51,9 @@ pub async fn run(ctx: &JobContext, job: &ImageJob) -> Result<(), JobError> {
     })?;
 
     let started = Instant::now();
+    let queued_ms = job
+        .enqueued_at_ms
+        .map(|at| kiln_core::job::now_ms().saturating_sub(at));
     let source = match ctx
         .storage
         .get_original(&job.source_key, &job.source_etag, ctx.limits.max_bytes)
@@ -108,6 +111,7 @@ pub async fn run(ctx: &JobContext, job: &ImageJob) -> Result<(), JobError> {
     metrics::histogram!(m::RENDER_SECONDS, "kind" => "image")
         .record(started.elapsed().as_secs_f64());
     tracing::info!(
+        queue_ms = queued_ms.unwrap_or(0),
         fetch_ms = fetched.as_millis() as u64,
         render_ms = (render_done - fetched).as_millis() as u64,
         upload_ms = (uploaded - render_done).as_millis() as u64,
