@@ -10,6 +10,7 @@ use kiln_core::config::{
     SourceLimits,
 };
 use kiln_core::nginx_link::SecureLinkExpr;
+use kiln_core::options::AutoFormats;
 
 /// How a ready rendition reaches the client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +43,8 @@ pub struct ApiConfig {
     pub signing: SigningConfig,
     pub nginx: Option<NginxCompat>,
     pub limits: SourceLimits,
+    /// What `f:auto` may choose, best first (`KILN_AUTO_FORMATS`, default `avif,webp`).
+    pub auto_formats: AutoFormats,
     pub db: DbConfig,
     pub amqp: AmqpConfig,
     pub s3: S3Config,
@@ -95,6 +98,8 @@ impl ApiConfig {
             signing: SigningConfig::from_env()?,
             nginx,
             limits: SourceLimits::from_env()?,
+            auto_formats: AutoFormats::parse(&var_or("KILN_AUTO_FORMATS", "avif,webp"))
+                .map_err(|e| anyhow::anyhow!("KILN_AUTO_FORMATS: {e}"))?,
             db: DbConfig::from_env()?,
             amqp: AmqpConfig::from_env()?,
             s3: S3Config::from_env()?,

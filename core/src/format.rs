@@ -8,6 +8,7 @@ pub enum OutputFormat {
     Jpeg,
     Png,
     Webp,
+    Avif,
 }
 
 impl OutputFormat {
@@ -17,6 +18,7 @@ impl OutputFormat {
             "jpeg" | "jpg" => Some(Self::Jpeg),
             "png" => Some(Self::Png),
             "webp" => Some(Self::Webp),
+            "avif" => Some(Self::Avif),
             _ => None,
         }
     }
@@ -26,7 +28,13 @@ impl OutputFormat {
             Self::Jpeg => "jpeg",
             Self::Png => "png",
             Self::Webp => "webp",
+            Self::Avif => "avif",
         }
+    }
+
+    /// Whether the format carries an alpha channel (JPEG is flattened).
+    pub fn has_alpha(self) -> bool {
+        !matches!(self, Self::Jpeg)
     }
 
     pub fn content_type(self) -> &'static str {
@@ -34,6 +42,7 @@ impl OutputFormat {
             Self::Jpeg => "image/jpeg",
             Self::Png => "image/png",
             Self::Webp => "image/webp",
+            Self::Avif => "image/avif",
         }
     }
 }

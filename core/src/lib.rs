@@ -20,4 +20,4 @@ pub mod telemetry;
 
 /// Bumped whenever the image pipeline's output changes for the same input, so
 /// every cached rendition is re-rendered instead of served stale.
-pub const IMAGE_RENDERER_VERSION: &str = "img-1";
+pub const IMAGE_RENDERER_VERSION: &str = "img-2";

@@ -53,7 +53,8 @@ apt_install() { # packages...
 }
 
 ensure_packages() {
-  local pkgs=(ca-certificates curl)
+  # cmake and nasm build libjpeg-turbo (SIMD) for the image pipeline.
+  local pkgs=(ca-certificates curl cmake nasm)
   [ -n "${KILN_DATABASE_URL:-}" ] || port_open 127.0.0.1 5432 || pkgs+=(postgresql postgresql-client)
   [ -n "${KILN_AMQP_URL:-}" ] || port_open 127.0.0.1 5672 || pkgs+=(rabbitmq-server)
   # Headless Chromium and fonts for social cards.

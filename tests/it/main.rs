@@ -2,6 +2,7 @@
 
 mod delivery;
 mod errors;
+mod image_options;
 mod miss_dedupe;
 mod nginx;
 mod observability;

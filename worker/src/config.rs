@@ -8,6 +8,10 @@ use kiln_core::config::{
     millis_or, parse_or, var_or, AmqpConfig, DbConfig, S3Config, SourceLimits,
 };
 
+/// rav1e speed for AVIF output; see the README's benchmark for how it compares
+/// with sharp's default AVIF effort.
+const DEFAULT_AVIF_SPEED: u8 = 8;
+
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
     /// Unacknowledged deliveries held at once (RabbitMQ prefetch).
@@ -17,7 +21,7 @@ pub struct WorkerConfig {
     pub job_timeout: Duration,
     /// Health and metrics listener.
     pub listen: SocketAddr,
-    pub limits: SourceLimits,
+    pub render: crate::render::Settings,
     pub db: DbConfig,
     pub amqp: AmqpConfig,
     pub s3: S3Config,
@@ -35,6 +39,10 @@ impl WorkerConfig {
         if prefetch == 0 {
             bail!("KILN_WORKER_PREFETCH must be at least 1");
         }
+        let avif_speed: u8 = parse_or("KILN_AVIF_SPEED", DEFAULT_AVIF_SPEED)?;
+        if !(1..=10).contains(&avif_speed) {
+            bail!("KILN_AVIF_SPEED must be 1 (slowest, smallest) to 10 (fastest)");
+        }
         let listen = var_or("KILN_WORKER_LISTEN", "127.0.0.1:9091");
         Ok(Self {
             prefetch,
@@ -43,7 +51,10 @@ impl WorkerConfig {
             listen: listen
                 .parse()
                 .with_context(|| format!("KILN_WORKER_LISTEN={listen:?} is not an address:port"))?,
-            limits: SourceLimits::from_env()?,
+            render: crate::render::Settings {
+                limits: SourceLimits::from_env()?,
+                avif_speed,
+            },
             db: DbConfig::from_env()?,
             amqp: AmqpConfig::from_env()?,
             s3: S3Config::from_env()?,

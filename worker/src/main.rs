@@ -6,23 +6,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tokio::sync::Semaphore;
 
 use kiln_core::job::JobKind;
 use kiln_core::queue::Publisher;
 use kiln_core::storage::Storage;
 use kiln_core::{db, env_file, shutdown, telemetry};
 
-mod config;
-mod consumer;
-mod health;
-mod jobs;
-mod metrics;
-mod render;
-
-use config::WorkerConfig;
-use consumer::Consumer;
-use jobs::image::JobContext;
+use kiln_worker::config::WorkerConfig;
+use kiln_worker::consumer::Consumer;
+use kiln_worker::jobs::image::JobContext;
+use kiln_worker::render_pool::RenderPool;
+use kiln_worker::{health, metrics};
 
 fn main() -> ExitCode {
     let env_file = env_file::load();
@@ -78,6 +72,7 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     let health_task = tokio::spawn(health::serve(listener, health, cancel.clone()));
     println!("kiln-worker health on http://{bound}");
 
+    let pool = Arc::new(RenderPool::new(config.concurrency)?);
     let consumer = Arc::new(Consumer {
         amqp: config.amqp.clone(),
         prefetch: config.prefetch,
@@ -86,8 +81,8 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         ctx: Arc::new(JobContext {
             db: db.clone(),
             storage,
-            limits: config.limits,
-            cpu: Arc::new(Semaphore::new(config.concurrency)),
+            render: config.render,
+            pool: pool.clone(),
         }),
     });
     tracing::info!(
@@ -97,6 +92,9 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     );
     consumer.run(cancel.clone()).await;
     let _ = health_task.await;
+    tokio::task::spawn_blocking(move || pool.shutdown())
+        .await
+        .context("stopping the render threads")?;
     db.close().await;
     tracing::info!("kiln-worker stopped cleanly");
     Ok(())

@@ -5,8 +5,8 @@
 //! (403), the options (400), the expiry (410).
 
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
-use axum::response::Response;
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
+use axum::response::{IntoResponse, Response};
 
 use kiln_core::options::ImageOptions;
 use kiln_core::signing::Verdict;
@@ -39,10 +39,26 @@ fn split_path(path: &str) -> Option<ImagePath<'_>> {
     })
 }
 
-pub async fn image(
-    State(state): State<SharedState>,
-    uri: Uri,
-    headers: HeaderMap,
+/// `f:auto` URLs answer by the client's `Accept`: every answer says so with
+/// `Vary: Accept`, and the negotiated format is part of the cache key.
+pub async fn image(State(state): State<SharedState>, uri: Uri, headers: HeaderMap) -> Response {
+    let mut negotiated = false;
+    let mut response = checked_image(&state, &uri, &headers, &mut negotiated)
+        .await
+        .into_response();
+    if negotiated {
+        response
+            .headers_mut()
+            .append(header::VARY, HeaderValue::from_static("Accept"));
+    }
+    response
+}
+
+async fn checked_image(
+    state: &SharedState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    negotiated: &mut bool,
 ) -> Result<Response, ApiError> {
     let path = split_path(uri.path()).ok_or_else(|| {
         ApiError::BadRequest("expected /img/{signature}/{options}/{source}".into())
@@ -52,8 +68,16 @@ pub async fn image(
     if state.config.signing.verify(path.signature, path.signed) == Verdict::Invalid {
         return Err(ApiError::BadSignature);
     }
-    let options =
+    let mut options =
         ImageOptions::parse(path.options).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if options.negotiates_format() {
+        *negotiated = true;
+        let accept = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        options.resolve_format(accept, &state.config.auto_formats);
+    }
     let limit = state.config.limits.max_output_dimension;
     if options.width > limit || options.height > limit {
         return Err(ApiError::BadRequest(format!(
@@ -63,7 +87,7 @@ pub async fn image(
     if options.expires.is_some_and(|exp| exp < unix_now()) {
         return Err(ApiError::Expired);
     }
-    serve_image(&state, &source, &options, &headers).await
+    serve_image(state, &source, &options, headers).await
 }
 
 #[cfg(test)]

@@ -8,9 +8,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use bytes::Bytes;
 use sqlx::PgPool;
-use tokio::sync::Semaphore;
 
-use kiln_core::config::SourceLimits;
 use kiln_core::job::ImageJob;
 use kiln_core::options::ImageOptions;
 use kiln_core::renditions::{self, Status};
@@ -19,14 +17,15 @@ use kiln_core::storage::{Storage, StorageError};
 use crate::jobs::JobError;
 use crate::metrics as m;
 use crate::render;
+use crate::render_pool::RenderPool;
 
 /// What every job handler needs.
 pub struct JobContext {
     pub db: PgPool,
     pub storage: Storage,
-    pub limits: SourceLimits,
-    /// Bounds CPU-bound renders to the configured concurrency.
-    pub cpu: Arc<Semaphore>,
+    pub render: render::Settings,
+    /// Runs renders, as many at once as the configured concurrency.
+    pub pool: Arc<RenderPool>,
 }
 
 #[tracing::instrument(skip_all, fields(cache_key = %job.cache_key, source = %job.source_key, attempt = job.attempt))]
@@ -56,7 +55,11 @@ pub async fn run(ctx: &JobContext, job: &ImageJob) -> Result<(), JobError> {
         .map(|at| kiln_core::job::now_ms().saturating_sub(at));
     let source = match ctx
         .storage
-        .get_original(&job.source_key, &job.source_etag, ctx.limits.max_bytes)
+        .get_original(
+            &job.source_key,
+            &job.source_etag,
+            ctx.render.limits.max_bytes,
+        )
         .await
     {
         Ok(bytes) => bytes,
@@ -78,17 +81,26 @@ pub async fn run(ctx: &JobContext, job: &ImageJob) -> Result<(), JobError> {
     let fetched = started.elapsed();
 
     tracing::info!(bytes = source.len(), "rendering");
-    let rendered = {
-        let _permit = ctx.cpu.acquire().await.context("render slots closed")?;
-        let limits = ctx.limits;
-        tokio::task::spawn_blocking(move || render::render(&source, &options, &limits))
-            .await
-            .context("render task panicked")?
+    let settings = ctx.render;
+    let rendered = match ctx
+        .pool
+        .run(move || render::render(&source, &options, &settings))
+        .await
+    {
+        Ok(rendered) => rendered.map_err(|e| JobError::Permanent {
+            http_status: e.http_status(),
+            message: e.to_string(),
+        })?,
+        // A panic is a bug on this input: it would happen again, so the
+        // source is answered as undecodable instead of retried forever.
+        Err(err) => {
+            tracing::error!("render failed: {err:#}");
+            return Err(JobError::Permanent {
+                http_status: 422,
+                message: "source image could not be processed".into(),
+            });
+        }
     };
-    let rendered = rendered.map_err(|e| JobError::Permanent {
-        http_status: e.http_status(),
-        message: e.to_string(),
-    })?;
     let render_done = started.elapsed();
 
     let content_type = rendered.format.content_type();

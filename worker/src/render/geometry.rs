@@ -1,23 +1,42 @@
-//! Where pixels go: from source size, requested box and mode to the output size
-//! and the (fractional) source window that is resampled into it. Pure, so every
-//! mode's geometry is unit-tested without decoding an image.
+//! Where pixels go: from the (upright, cropped) source size, the requested box,
+//! mode and gravity to the output size, the fractional source window resampled
+//! into it, and — for `pad` — the canvas and where the image sits on it. Pure,
+//! so every mode's geometry is unit-tested without decoding an image.
 
-use kiln_core::options::{CropRect, ResizeMode};
+use kiln_core::options::{CropRect, Gravity, ResizeMode};
 
-/// A window of the source, in source pixels (fractional for exact aspect ratios).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Window {
-    pub left: f64,
-    pub top: f64,
-    pub width: f64,
-    pub height: f64,
+use super::orient::Rect;
+
+/// `pad`'s canvas: its size and the top-left corner of the image on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Canvas {
+    pub width: u32,
+    pub height: u32,
+    pub x: u32,
+    pub y: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Plan {
-    pub window: Window,
+    /// The part of the source that is resampled, in source pixels.
+    pub window: Rect,
     pub out_width: u32,
     pub out_height: u32,
+    pub canvas: Option<Canvas>,
+    /// `fill` with smart gravity: the window's size is final, its position is
+    /// chosen from the image's content.
+    pub smart: bool,
+}
+
+/// What was asked for, in device pixels.
+#[derive(Clone, Copy, Debug)]
+pub struct Request {
+    pub box_width: u32,
+    pub box_height: u32,
+    pub mode: ResizeMode,
+    pub gravity: Gravity,
+    pub upscale: bool,
+    pub max_dimension: u32,
 }
 
 /// Clamps a requested crop to the image; `None` when nothing of it is inside.
@@ -37,62 +56,107 @@ fn dim(value: f64) -> u32 {
     (value.round() as u32).max(1)
 }
 
-/// Plans a resize of a `src_w`×`src_h` image (after orientation and crop) into
-/// the requested `box_w`×`box_h` (0 = derive), never producing a side larger
-/// than `max_dim`.
-pub fn plan(
-    src_w: u32,
-    src_h: u32,
-    box_w: u32,
-    box_h: u32,
-    mode: ResizeMode,
-    max_dim: u32,
-) -> Plan {
+/// The anchor fractions a gravity places things by (centre for smart, which
+/// is decided later from the pixels).
+fn anchor(gravity: Gravity) -> (f64, f64) {
+    match gravity {
+        Gravity::Compass(c) => c.anchor(),
+        Gravity::Focal { x, y } => (x.get(), y.get()),
+        Gravity::Smart => (0.5, 0.5),
+    }
+}
+
+/// Where a `size`-long window starts on a `total`-long side.
+fn place(gravity: Gravity, anchor: f64, total: f64, size: f64) -> f64 {
+    let free = total - size;
+    match gravity {
+        // A focal point is centred in the window as far as the image allows.
+        Gravity::Focal { .. } => (anchor * total - size / 2.0).clamp(0.0, free),
+        _ => free * anchor,
+    }
+}
+
+/// Plans a resize of a `src_w`×`src_h` image (after orientation and crop).
+pub fn plan(src_w: u32, src_h: u32, req: &Request) -> Plan {
     let (sw, sh) = (f64::from(src_w), f64::from(src_h));
-    let full = Window {
+    let (bw, bh) = (f64::from(req.box_width), f64::from(req.box_height));
+    let full = Rect {
         left: 0.0,
         top: 0.0,
         width: sw,
         height: sh,
     };
-    let plan = match mode {
-        ResizeMode::Fill if box_w > 0 && box_h > 0 => {
-            let (bw, bh) = (f64::from(box_w), f64::from(box_h));
+    let (ax, ay) = anchor(req.gravity);
+    // The scale that fits inside the box (a missing side is unconstrained).
+    let fit_scale = match (req.box_width, req.box_height) {
+        (0, 0) => 1.0,
+        (0, _) => bh / sh,
+        (_, 0) => bw / sw,
+        _ => (bw / sw).min(bh / sh),
+    };
+    let fit_scale = if req.upscale {
+        fit_scale
+    } else {
+        fit_scale.min(1.0)
+    };
+    let simple = |out_w: f64, out_h: f64| Plan {
+        window: full,
+        out_width: dim(out_w),
+        out_height: dim(out_h),
+        canvas: None,
+        smart: false,
+    };
+    let plan = match req.mode {
+        ResizeMode::Fill if req.box_width > 0 && req.box_height > 0 => {
+            // Fill always produces exactly the box, enlarging a small source.
             let scale = (bw / sw).max(bh / sh);
             let (win_w, win_h) = ((bw / scale).min(sw), (bh / scale).min(sh));
             Plan {
-                window: Window {
-                    left: (sw - win_w) / 2.0,
-                    top: (sh - win_h) / 2.0,
+                window: Rect {
+                    left: place(req.gravity, ax, sw, win_w),
+                    top: place(req.gravity, ay, sh, win_h),
                     width: win_w,
                     height: win_h,
                 },
-                out_width: box_w,
-                out_height: box_h,
+                out_width: req.box_width,
+                out_height: req.box_height,
+                canvas: None,
+                smart: req.gravity == Gravity::Smart,
             }
         }
-        _ => {
-            let scale = match (box_w, box_h) {
-                (0, 0) => 1.0,
-                (0, h) => f64::from(h) / sh,
-                (w, 0) => f64::from(w) / sw,
-                (w, h) => (f64::from(w) / sw).min(f64::from(h) / sh),
-            }
-            .min(1.0); // fit never upscales
+        ResizeMode::Pad if req.box_width > 0 && req.box_height > 0 => {
+            let (out_w, out_h) = (dim(sw * fit_scale), dim(sh * fit_scale));
+            let (out_w, out_h) = (out_w.min(req.box_width), out_h.min(req.box_height));
+            let offset = |free: u32, anchor: f64| (f64::from(free) * anchor).round() as u32;
             Plan {
                 window: full,
-                out_width: dim(sw * scale),
-                out_height: dim(sh * scale),
+                out_width: out_w,
+                out_height: out_h,
+                canvas: Some(Canvas {
+                    width: req.box_width,
+                    height: req.box_height,
+                    x: offset(req.box_width - out_w, ax),
+                    y: offset(req.box_height - out_h, ay),
+                }),
+                smart: false,
             }
         }
+        ResizeMode::Force => match (req.box_width, req.box_height) {
+            (0, 0) => simple(sw, sh),
+            (0, h) => simple(sw * bh / sh, f64::from(h)),
+            (w, 0) => simple(f64::from(w), sh * bw / sw),
+            (w, h) => simple(f64::from(w), f64::from(h)),
+        },
+        _ => simple(sw * fit_scale, sh * fit_scale),
     };
-    limit(plan, max_dim)
+    limit(plan, req.max_dimension)
 }
 
-/// Shrinks the output (same window) until both sides fit `max_dim`.
+/// Shrinks the output (same window) until both sides fit `max_dim`. Fill and
+/// pad outputs are already bounded by the box, which the caller caps.
 fn limit(plan: Plan, max_dim: u32) -> Plan {
     let longest = plan.out_width.max(plan.out_height);
-    if longest <= max_dim {
+    if longest <= max_dim || plan.canvas.is_some() {
         return plan;
     }
     let scale = f64::from(max_dim) / f64::from(longest);
@@ -105,41 +169,167 @@ fn limit(plan: Plan, max_dim: u32) -> Plan {
 
 #[cfg(test)]
 mod tests {
+    use kiln_core::options::{Compass, Fraction};
+
     use super::*;
 
-    #[test]
-    fn fit_keeps_aspect_and_never_upscales() {
-        let p = plan(4000, 3000, 800, 800, ResizeMode::Fit, 8192);
-        assert_eq!((p.out_width, p.out_height), (800, 600));
-        let p = plan(4000, 3000, 0, 300, ResizeMode::Fit, 8192);
-        assert_eq!((p.out_width, p.out_height), (400, 300));
-        let p = plan(4000, 3000, 1000, 0, ResizeMode::Fit, 8192);
-        assert_eq!((p.out_width, p.out_height), (1000, 750));
-        let p = plan(200, 100, 800, 800, ResizeMode::Fit, 8192);
-        assert_eq!((p.out_width, p.out_height), (200, 100));
-        let p = plan(200, 100, 0, 0, ResizeMode::Fit, 8192);
-        assert_eq!((p.out_width, p.out_height), (200, 100));
+    fn req(w: u32, h: u32, mode: ResizeMode) -> Request {
+        Request {
+            box_width: w,
+            box_height: h,
+            mode,
+            gravity: Gravity::default(),
+            upscale: false,
+            max_dimension: 8192,
+        }
+    }
+
+    fn with_gravity(mut r: Request, gravity: Gravity) -> Request {
+        r.gravity = gravity;
+        r
+    }
+
+    fn out(p: &Plan) -> (u32, u32) {
+        (p.out_width, p.out_height)
+    }
+
+    fn origin(p: &Plan) -> (f64, f64) {
+        (p.window.left.round(), p.window.top.round())
     }
 
     #[test]
-    fn fill_covers_the_box_and_crops_the_centre() {
-        let p = plan(4000, 3000, 1200, 630, ResizeMode::Fill, 8192);
-        assert_eq!((p.out_width, p.out_height), (1200, 630));
-        // Width-bound: the whole width is kept, the height window is centred.
-        assert!((p.window.width - 4000.0).abs() < 1e-9);
-        assert!((p.window.height - 2100.0).abs() < 1e-9);
-        assert!((p.window.top - 450.0).abs() < 1e-9);
-        let tall = plan(1000, 2000, 100, 100, ResizeMode::Fill, 8192);
+    fn fit_keeps_aspect_and_enlarges_only_with_up() {
         assert_eq!(
-            (tall.window.width, tall.window.height, tall.window.top),
-            (1000.0, 1000.0, 500.0)
+            out(&plan(4000, 3000, &req(800, 800, ResizeMode::Fit))),
+            (800, 600)
+        );
+        assert_eq!(
+            out(&plan(4000, 3000, &req(0, 300, ResizeMode::Fit))),
+            (400, 300)
+        );
+        assert_eq!(
+            out(&plan(4000, 3000, &req(1000, 0, ResizeMode::Fit))),
+            (1000, 750)
+        );
+        assert_eq!(
+            out(&plan(200, 100, &req(800, 800, ResizeMode::Fit))),
+            (200, 100)
+        );
+        assert_eq!(
+            out(&plan(200, 100, &req(0, 0, ResizeMode::Fit))),
+            (200, 100)
+        );
+        let mut up = req(800, 800, ResizeMode::Fit);
+        up.upscale = true;
+        assert_eq!(out(&plan(200, 100, &up)), (800, 400));
+    }
+
+    #[test]
+    fn fill_covers_the_box_and_gravity_picks_the_region() {
+        let fill = req(1200, 630, ResizeMode::Fill);
+        let p = plan(4000, 3000, &fill);
+        assert_eq!(out(&p), (1200, 630));
+        // Width-bound: the whole width is kept, a 2100-high band survives.
+        assert_eq!((p.window.width, p.window.height), (4000.0, 2100.0));
+        assert_eq!(origin(&p), (0.0, 450.0));
+        let at = |c: Compass| origin(&plan(4000, 3000, &with_gravity(fill, Gravity::Compass(c))));
+        assert_eq!(at(Compass::North), (0.0, 0.0));
+        assert_eq!(at(Compass::South), (0.0, 900.0));
+        assert_eq!(at(Compass::NorthEast), (0.0, 0.0));
+        // Height-bound: the band moves horizontally.
+        let square = req(100, 100, ResizeMode::Fill);
+        let at = |c: Compass| {
+            origin(&plan(
+                4000,
+                3000,
+                &with_gravity(square, Gravity::Compass(c)),
+            ))
+        };
+        assert_eq!(at(Compass::Centre), (500.0, 0.0));
+        assert_eq!(at(Compass::West), (0.0, 0.0));
+        assert_eq!(at(Compass::East), (1000.0, 0.0));
+        assert_eq!(at(Compass::SouthEast), (1000.0, 0.0));
+        assert_eq!(at(Compass::NorthWest), (0.0, 0.0));
+        // A small source is enlarged to exactly the box.
+        assert_eq!(out(&plan(50, 40, &square)), (100, 100));
+    }
+
+    #[test]
+    fn focal_points_centre_the_window_within_the_image() {
+        let focal = |x: u16, y: u16| Gravity::Focal {
+            x: Fraction(x),
+            y: Fraction(y),
+        };
+        let square = req(300, 300, ResizeMode::Fill);
+        // A 3000-wide window on an 8000×3000 image, centred on x = 0.7 · 8000.
+        let p = plan(8000, 3000, &with_gravity(square, focal(7000, 5000)));
+        assert_eq!(origin(&p), (4100.0, 0.0));
+        // Near the edge the window stops at the border instead of leaving the image.
+        let p = plan(8000, 3000, &with_gravity(square, focal(9_900, 5000)));
+        assert_eq!(origin(&p), (5000.0, 0.0));
+        let p = plan(8000, 3000, &with_gravity(square, focal(0, 0)));
+        assert_eq!(origin(&p), (0.0, 0.0));
+        // A wide box on a tall image: the band moves vertically.
+        let wide = req(300, 100, ResizeMode::Fill);
+        let p = plan(3000, 8000, &with_gravity(wide, focal(5000, 2500)));
+        assert_eq!(origin(&p), (0.0, 1500.0));
+    }
+
+    #[test]
+    fn smart_fill_leaves_the_position_to_the_content() {
+        let p = plan(
+            4000,
+            3000,
+            &with_gravity(req(100, 100, ResizeMode::Fill), Gravity::Smart),
+        );
+        assert!(p.smart);
+        assert_eq!((p.window.width, p.window.height), (3000.0, 3000.0));
+    }
+
+    #[test]
+    fn pad_letterboxes_to_the_exact_box() {
+        let pad = req(500, 500, ResizeMode::Pad);
+        let p = plan(4000, 3000, &pad);
+        assert_eq!(out(&p), (500, 375));
+        assert_eq!(
+            p.canvas,
+            Some(Canvas {
+                width: 500,
+                height: 500,
+                x: 0,
+                y: 63
+            })
+        );
+        let south = plan(
+            4000,
+            3000,
+            &with_gravity(pad, Gravity::Compass(Compass::South)),
+        );
+        assert_eq!(south.canvas.map(|c| (c.x, c.y)), Some((0, 125)));
+        // Without `up` a small image is centred, not enlarged.
+        let p = plan(100, 50, &pad);
+        assert_eq!(out(&p), (100, 50));
+        assert_eq!(p.canvas.map(|c| (c.x, c.y)), Some((200, 225)));
+    }
+
+    #[test]
+    fn force_stretches_to_the_box() {
+        let p = plan(4000, 3000, &req(300, 300, ResizeMode::Force));
+        assert_eq!(out(&p), (300, 300));
+        assert_eq!((p.window.width, p.window.height), (4000.0, 3000.0));
+        assert_eq!(
+            out(&plan(100, 50, &req(400, 0, ResizeMode::Force))),
+            (400, 200)
         );
     }
 
     #[test]
     fn output_is_limited_to_the_maximum_dimension() {
-        let p = plan(20000, 10000, 0, 0, ResizeMode::Fit, 8192);
-        assert_eq!((p.out_width, p.out_height), (8192, 4096));
+        let p = plan(20000, 10000, &req(0, 0, ResizeMode::Fit));
+        assert_eq!(out(&p), (8192, 4096));
+        let mut tall = req(1000, 0, ResizeMode::Force);
+        tall.upscale = true;
+        assert_eq!(out(&plan(10, 1000, &tall)).1, 8192);
     }
 
     #[test]

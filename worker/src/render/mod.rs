@@ -1,19 +1,38 @@
-//! The image pipeline: probe the header against the limits, decode (EXIF
-//! orientation applied), crop, resize with fast_image_resize, encode.
-//! CPU-bound and synchronous: callers run it on the blocking pool.
+//! The image pipeline. CPU-bound and synchronous: it runs on the render pool.
+//!
+//! 1. Probe the header; refuse sources over the byte, width, height or pixel
+//!    limits before any pixel buffer exists.
+//! 2. Plan in upright coordinates (EXIF orientation, `r:` and `flip:` folded
+//!    into one transform): crop, box, mode, gravity, `pad` canvas.
+//! 3. Map the planned window back into the stored image and decode only as
+//!    much as it needs: JPEGs at 1/2, 1/4 or 1/8 scale in the DCT domain.
+//! 4. `smart` gravity places the window by edge energy on the decoded pixels.
+//! 5. Lanczos3 resize of the window straight out of the decode buffer.
+//! 6. On the small result: orientation, ICC → sRGB, pad, blur, sharpen.
+//! 7. Encode without metadata.
 
-use image::{DynamicImage, ImageFormat};
+use image::DynamicImage;
 
 use kiln_core::config::SourceLimits;
 use kiln_core::format::OutputFormat;
-use kiln_core::options::ImageOptions;
+use kiln_core::options::{CropRect, FormatChoice, ImageOptions};
 
+mod color;
 mod decode;
+mod effects;
 mod encode;
 pub mod geometry;
+mod jpeg_header;
+mod orient;
+mod probe;
 mod resize;
+mod smart;
+#[cfg(test)]
+mod tests;
 
-pub const DEFAULT_QUALITY: u8 = 80;
+use geometry::Request;
+use orient::{Rect, Transform};
+use probe::SourceFormat;
 
 /// A permanent failure: the same input will always fail, so it is remembered
 /// and answered at once. Messages are shown to clients.
@@ -46,6 +65,14 @@ impl RenderError {
     }
 }
 
+/// What the pipeline needs besides the source and the options.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    pub limits: SourceLimits,
+    /// rav1e speed for AVIF output (`KILN_AVIF_SPEED`).
+    pub avif_speed: u8,
+}
+
 pub struct Rendered {
     pub bytes: Vec<u8>,
     pub format: OutputFormat,
@@ -53,50 +80,147 @@ pub struct Rendered {
     pub height: u32,
 }
 
-fn default_output(source: ImageFormat) -> OutputFormat {
-    match source {
-        ImageFormat::Jpeg => OutputFormat::Jpeg,
-        ImageFormat::WebP => OutputFormat::Webp,
-        // PNG, and GIF (first frame) which Kiln does not encode.
-        _ => OutputFormat::Png,
+fn output_format(
+    choice: Option<FormatChoice>,
+    source: SourceFormat,
+    has_alpha: bool,
+) -> OutputFormat {
+    match choice {
+        Some(FormatChoice::Fixed(format)) => format,
+        // `f:auto` is resolved by the api; were one to arrive, it is served
+        // like a client that accepts nothing modern.
+        Some(FormatChoice::Compatible | FormatChoice::Auto) if has_alpha => OutputFormat::Png,
+        Some(FormatChoice::Compatible | FormatChoice::Auto) => OutputFormat::Jpeg,
+        None => match source {
+            SourceFormat::Jpeg => OutputFormat::Jpeg,
+            SourceFormat::Webp => OutputFormat::Webp,
+            // GIF (first frame) is not encoded: PNG keeps it lossless.
+            SourceFormat::Png | SourceFormat::Gif => OutputFormat::Png,
+        },
+    }
+}
+
+fn rect(crop: CropRect) -> Rect {
+    Rect {
+        left: f64::from(crop.x),
+        top: f64::from(crop.y),
+        width: f64::from(crop.width),
+        height: f64::from(crop.height),
+    }
+}
+
+/// Scales a stored-image rectangle to a decoded frame of another size and
+/// keeps it inside the frame.
+fn to_frame(r: Rect, scale: (f64, f64), frame: (u32, u32)) -> Rect {
+    let (fw, fh) = (f64::from(frame.0), f64::from(frame.1));
+    let width = (r.width * scale.0).clamp(1.0, fw);
+    let height = (r.height * scale.1).clamp(1.0, fh);
+    Rect {
+        left: (r.left * scale.0).clamp(0.0, fw - width),
+        top: (r.top * scale.1).clamp(0.0, fh - height),
+        width,
+        height,
+    }
+}
+
+fn to_srgb(image: &mut DynamicImage, icc: &[u8]) {
+    match image {
+        DynamicImage::ImageRgb8(rgb) => color::to_srgb(icc, rgb, false),
+        DynamicImage::ImageRgba8(rgba) => color::to_srgb(icc, rgba, true),
+        _ => {}
     }
 }
 
 pub fn render(
     source: &[u8],
     options: &ImageOptions,
-    limits: &SourceLimits,
+    settings: &Settings,
 ) -> Result<Rendered, RenderError> {
-    if source.len() as u64 > limits.max_bytes {
-        return Err(RenderError::TooManyBytes(limits.max_bytes));
-    }
-    let (image, source_format) = decode::decode(source, limits)?;
-    let image = match options.crop {
+    let limits = &settings.limits;
+    let probe = probe::probe(source, limits)?;
+    let transform = Transform::new(probe.orientation, options.rotate, options.flip);
+    let (upright_w, upright_h) = transform.swap_dims(probe.width, probe.height);
+    let crop = match options.crop {
         Some(crop) => {
-            let crop = geometry::clamp_crop(crop, image.width(), image.height())
-                .ok_or(RenderError::CropOutside)?;
-            image.crop_imm(crop.x, crop.y, crop.width, crop.height)
+            geometry::clamp_crop(crop, upright_w, upright_h).ok_or(RenderError::CropOutside)?
         }
-        None => image,
+        None => CropRect {
+            x: 0,
+            y: 0,
+            width: upright_w,
+            height: upright_h,
+        },
     };
+    let (box_width, box_height) = options.device_box(limits.max_output_dimension);
     let plan = geometry::plan(
-        image.width(),
-        image.height(),
-        options.width,
-        options.height,
-        options.mode,
-        limits.max_output_dimension,
+        crop.width,
+        crop.height,
+        &Request {
+            box_width,
+            box_height,
+            mode: options.mode,
+            gravity: options.gravity,
+            upscale: options.upscale,
+            max_dimension: limits.max_output_dimension,
+        },
     );
-    let format = options
-        .format
-        .unwrap_or_else(|| default_output(source_format));
-    let resized: DynamicImage = resize::resize(image, &plan)?;
-    let quality = options.quality.unwrap_or(DEFAULT_QUALITY);
-    let bytes = encode::encode(&resized, format, quality)?;
+
+    // Back into the stored image's coordinates, where decoding happens.
+    let stored = (f64::from(probe.width), f64::from(probe.height));
+    let upright_window = Rect {
+        left: f64::from(crop.x) + plan.window.left,
+        top: f64::from(crop.y) + plan.window.top,
+        ..plan.window
+    };
+    let window = transform.rect_to_stored(upright_window, stored);
+    let region = transform.rect_to_stored(rect(crop), stored);
+    let (out_w, out_h) = transform.swap_dims(plan.out_width, plan.out_height);
+    let shrink = decode::jpeg_shrink((window.width, window.height), (out_w, out_h));
+
+    let mut image = decode::decode(source, &probe, shrink, limits, |frame| {
+        let scale = (
+            f64::from(frame.width) / stored.0,
+            f64::from(frame.height) / stored.1,
+        );
+        let dims = (frame.width, frame.height);
+        let mut window = to_frame(window, scale, dims);
+        if plan.smart {
+            let region = to_frame(region, scale, dims);
+            (window.left, window.top) =
+                smart::best_window(&frame, region, window.width, window.height);
+        }
+        resize::resize(&frame, window, out_w, out_h)
+    })?;
+
+    image.apply_orientation(transform.as_orientation());
+    if let Some(icc) = &probe.icc {
+        to_srgb(&mut image, icc);
+    }
+    if let Some(canvas) = plan.canvas {
+        image = effects::pad(&image, canvas, options.background);
+    }
+    if let Some(sigma) = options.blur {
+        image = effects::blur(&image, sigma.get());
+    }
+    if let Some(sigma) = options.sharpen {
+        image = effects::sharpen(&image, sigma.get());
+    }
+    let image = effects::drop_opaque_alpha(image);
+
+    let format = output_format(options.format, probe.format, image.color().has_alpha());
+    let bytes = encode::encode(
+        &image,
+        &encode::EncodeParams {
+            format,
+            quality: options.quality,
+            background: options.background,
+            avif_speed: settings.avif_speed,
+        },
+    )?;
     Ok(Rendered {
         bytes,
         format,
-        width: resized.width(),
-        height: resized.height(),
+        width: image.width(),
+        height: image.height(),
     })
 }

@@ -1,46 +1,44 @@
-//! Resampling with fast_image_resize (SIMD convolution, Lanczos3), alpha
-//! premultiplied during the resize so edges do not darken.
+//! The final high-quality resize with fast_image_resize (SIMD convolution,
+//! Lanczos3), straight from the decode buffer: the window is cropped on the
+//! fly, alpha premultiplied during the resize so edges do not darken. The
+//! resizer's scratch buffers are kept per render thread.
 
-use fast_image_resize::images::Image;
-use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+use std::cell::RefCell;
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, RgbImage, RgbaImage};
 
-use super::geometry::Plan;
+use super::decode::Frame;
+use super::orient::Rect;
 use super::RenderError;
 
-pub fn resize(image: DynamicImage, plan: &Plan) -> Result<DynamicImage, RenderError> {
-    let has_alpha = image.color().has_alpha();
-    // Normalise to 8-bit RGB(A): the encoders and the resizer agree on it.
-    let source = if has_alpha {
-        DynamicImage::ImageRgba8(image.into_rgba8())
+thread_local! {
+    static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
+}
+
+pub fn resize(
+    frame: &Frame<'_>,
+    window: Rect,
+    width: u32,
+    height: u32,
+) -> Result<DynamicImage, RenderError> {
+    let pixel_type = if frame.has_alpha {
+        PixelType::U8x4
     } else {
-        DynamicImage::ImageRgb8(image.into_rgb8())
+        PixelType::U8x3
     };
-    let w = plan.window;
-    let untouched = w.left == 0.0
-        && w.top == 0.0
-        && w.width == f64::from(source.width())
-        && w.height == f64::from(source.height())
-        && plan.out_width == source.width()
-        && plan.out_height == source.height();
-    if untouched {
-        return Ok(source);
-    }
-    let pixel_type = if has_alpha {
-        fast_image_resize::PixelType::U8x4
-    } else {
-        fast_image_resize::PixelType::U8x3
-    };
-    let mut target = Image::new(plan.out_width, plan.out_height, pixel_type);
+    let source = ImageRef::new(frame.width, frame.height, frame.data, pixel_type)
+        .map_err(|_| RenderError::Undecodable)?;
+    let mut target = Image::new(width, height, pixel_type);
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
-        .crop(w.left, w.top, w.width, w.height);
-    Resizer::new()
-        .resize(&source, &mut target, &options)
+        .crop(window.left, window.top, window.width, window.height);
+    RESIZER
+        .with(|resizer| resizer.borrow_mut().resize(&source, &mut target, &options))
         .map_err(|_| RenderError::Encode)?;
-    let (width, height) = (target.width(), target.height());
     let buffer = target.into_vec();
-    let image = if has_alpha {
+    let image = if frame.has_alpha {
         RgbaImage::from_raw(width, height, buffer).map(DynamicImage::ImageRgba8)
     } else {
         RgbImage::from_raw(width, height, buffer).map(DynamicImage::ImageRgb8)
