@@ -1,6 +1,7 @@
 //! Decoding into a per-thread buffer. JPEGs go through libjpeg-turbo with
-//! DCT-domain shrink-on-load (1/2, 1/4, 1/8); everything else (and JPEGs
-//! libjpeg-turbo refuses, such as CMYK) through the `image` crate. The buffer
+//! DCT-domain shrink-on-load (1/2, 1/4, 1/8); still WebPs through libwebp;
+//! everything else (and JPEGs libjpeg-turbo refuses, such as CMYK, and
+//! animated WebPs) through the `image` crate. The buffer
 //! is kept between images on the same render thread: a fresh 36 MB
 //! allocation per image costs more in page faults than the resize itself.
 
@@ -18,9 +19,10 @@ use super::RenderError;
 /// image, so a rare 50 MP source does not pin 200 MB per thread.
 const KEEP_BUFFER_BYTES: usize = 64 << 20;
 
-/// Decoded 8-bit RGB or RGBA pixels, rows packed.
+/// Decoded 8-bit RGB or RGBA pixels, rows packed. Mutable, so alpha can be
+/// premultiplied in place instead of in a second full-size copy.
 pub struct Frame<'a> {
-    pub data: &'a [u8],
+    pub data: &'a mut [u8],
     pub width: u32,
     pub height: u32,
     pub has_alpha: bool,
@@ -75,6 +77,19 @@ pub fn decode<R>(
             // libjpeg-turbo refused the file (corrupt or unusual): the `image`
             // crate's decoder is more lenient.
             Err(f) => return decode_image(source, probe.format, limits, f),
+        }
+    }
+    if probe.format == SourceFormat::Webp {
+        // libwebp is about twice as fast as the pure-Rust decoder; it refuses
+        // animations, which the `image` crate decodes (first frame).
+        if let Some(mut image) = webp::Decoder::new(source).decode() {
+            let (width, height, has_alpha) = (image.width(), image.height(), image.is_alpha());
+            return f(Frame {
+                data: &mut image,
+                width,
+                height,
+                has_alpha,
+            });
         }
     }
     decode_image(source, probe.format, limits, f)
@@ -149,13 +164,13 @@ fn decode_image<R>(
     }
     // Gray, 16-bit and float sources: converted once, in a fresh buffer.
     let image = DynamicImage::from_decoder(decoder).map_err(|_| RenderError::Undecodable)?;
-    let (data, has_alpha) = if color.has_alpha() {
+    let (mut data, has_alpha) = if color.has_alpha() {
         (image.into_rgba8().into_raw(), true)
     } else {
         (image.into_rgb8().into_raw(), false)
     };
     f(Frame {
-        data: &data,
+        data: &mut data,
         width,
         height,
         has_alpha,

@@ -189,7 +189,7 @@ pub fn render(
             (window.left, window.top) =
                 smart::best_window(&frame, region, window.width, window.height);
         }
-        resize::resize(&frame, window, out_w, out_h)
+        resize::resize(frame, window, out_w, out_h)
     })?;
 
     image.apply_orientation(transform.as_orientation());

@@ -90,7 +90,7 @@ mod tests {
         data
     }
 
-    fn frame(data: &[u8], width: u32, height: u32) -> Frame<'_> {
+    fn frame(data: &mut [u8], width: u32, height: u32) -> Frame<'_> {
         Frame {
             data,
             width,
@@ -111,21 +111,21 @@ mod tests {
     #[test]
     fn the_window_moves_to_the_detail() {
         // Detail at the right edge of a wide image: a square window goes right.
-        let data = image_with_detail(800, 200, 700, 70);
-        let (left, top) = best_window(&frame(&data, 800, 200), whole(800, 200), 200.0, 200.0);
+        let mut data = image_with_detail(800, 200, 700, 70);
+        let (left, top) = best_window(&frame(&mut data, 800, 200), whole(800, 200), 200.0, 200.0);
         assert!((560.0..=600.0).contains(&left), "left {left}");
         assert_eq!(top, 0.0);
         // Detail near the top of a tall image: the window goes up.
-        let data = image_with_detail(200, 800, 70, 20);
-        let (left, top) = best_window(&frame(&data, 200, 800), whole(200, 800), 200.0, 200.0);
+        let mut data = image_with_detail(200, 800, 70, 20);
+        let (left, top) = best_window(&frame(&mut data, 200, 800), whole(200, 800), 200.0, 200.0);
         assert_eq!(left, 0.0);
         assert!(top <= 20.0, "top {top}");
     }
 
     #[test]
     fn a_flat_image_keeps_the_centre() {
-        let data = vec![90u8; 600 * 200 * 3];
-        let (left, top) = best_window(&frame(&data, 600, 200), whole(600, 200), 200.0, 200.0);
+        let mut data = vec![90u8; 600 * 200 * 3];
+        let (left, top) = best_window(&frame(&mut data, 600, 200), whole(600, 200), 200.0, 200.0);
         assert!((left - 200.0).abs() <= 5.0, "left {left}");
         assert_eq!(top, 0.0);
     }
