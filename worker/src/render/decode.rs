@@ -8,11 +8,11 @@
 use std::cell::RefCell;
 
 use image::{ColorType, DynamicImage, ImageDecoder};
-use turbojpeg::{Decompressor, Image, PixelFormat, ScalingFactor};
 
 use kiln_core::config::SourceLimits;
 
 use super::probe::{self, Probe, SourceFormat};
+use super::turbo::Turbo;
 use super::RenderError;
 
 /// Buffers larger than this are freed after use instead of kept for the next
@@ -26,11 +26,18 @@ pub struct Frame<'a> {
     pub width: u32,
     pub height: u32,
     pub has_alpha: bool,
+    /// The decoded image's full height: a JPEG may be decoded as a band of
+    /// rows starting at `top`.
+    pub full_height: u32,
+    pub top: u32,
 }
+
+/// Rows of the stored image a render needs: `(top, height)` in source pixels.
+pub type Rows = (f64, f64);
 
 thread_local! {
     static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    static DECOMPRESSOR: RefCell<Option<Decompressor>> = const { RefCell::new(None) };
+    static TURBO: RefCell<Option<Turbo>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` with `len` bytes of this thread's reusable buffer.
@@ -62,17 +69,18 @@ pub fn jpeg_shrink(window: (f64, f64), output: (u32, u32)) -> u32 {
         .unwrap_or(1)
 }
 
-/// Decodes `source` (already probed), at `1/shrink` scale where the format
-/// supports it, and hands the pixels to `f`.
+/// Decodes `source` (already probed), at `1/shrink` scale and only the
+/// `rows` needed where the format supports it, and hands the pixels to `f`.
 pub fn decode<R>(
     source: &[u8],
     probe: &Probe,
     shrink: u32,
+    rows: Rows,
     limits: &SourceLimits,
     f: impl FnOnce(Frame<'_>) -> Result<R, RenderError>,
 ) -> Result<R, RenderError> {
     if probe.format == SourceFormat::Jpeg && probe.turbo_decodable {
-        match decode_turbo(source, shrink, f) {
+        match decode_turbo(source, shrink, rows, f) {
             Ok(result) => return result,
             // libjpeg-turbo refused the file (corrupt or unusual): the `image`
             // crate's decoder is more lenient.
@@ -89,6 +97,8 @@ pub fn decode<R>(
                 width,
                 height,
                 has_alpha,
+                full_height: height,
+                top: 0,
             });
         }
     }
@@ -97,43 +107,45 @@ pub fn decode<R>(
 
 /// `Err(f)` hands the callback back when libjpeg-turbo cannot decode.
 #[allow(clippy::type_complexity)]
-fn decode_turbo<R, F>(source: &[u8], shrink: u32, f: F) -> Result<Result<R, RenderError>, F>
+fn decode_turbo<R, F>(
+    source: &[u8],
+    shrink: u32,
+    rows: Rows,
+    f: F,
+) -> Result<Result<R, RenderError>, F>
 where
     F: FnOnce(Frame<'_>) -> Result<R, RenderError>,
 {
-    DECOMPRESSOR.with(|cell| {
+    TURBO.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
-            *slot = Decompressor::new().ok();
+            *slot = Turbo::new();
         }
-        let Some(decompressor) = slot.as_mut() else {
+        let Some(turbo) = slot.as_mut() else {
             return Err(f);
         };
-        let Ok(header) = decompressor.read_header(source) else {
+        let Some(header) = turbo.read_header(source) else {
             return Err(f);
         };
-        let factor = ScalingFactor::new(1, shrink as usize);
-        if decompressor.set_scaling_factor(factor).is_err() {
-            return Err(f);
-        }
-        let scaled = header.scaled(factor);
-        let (width, height) = (scaled.width, scaled.height);
-        with_buffer(width * height * 3, move |pixels| {
-            let image = Image {
-                pixels: &mut *pixels,
-                width,
-                pitch: width * 3,
-                height,
-                format: PixelFormat::RGB,
-            };
-            if decompressor.decompress(source, image).is_err() {
+        let denom = shrink as usize;
+        // Source rows to scaled rows, widened to whole rows.
+        let scale = super::turbo::scaled(header.height, denom) as f64 / header.height as f64;
+        let top = (rows.0 * scale).floor().max(0.0) as usize;
+        let bottom = ((rows.0 + rows.1) * scale).ceil() as usize;
+        let width = super::turbo::scaled(header.width, denom);
+        let band_rows = bottom.saturating_sub(top).max(1);
+        with_buffer(width * band_rows * 3, move |pixels| {
+            let Some(band) = turbo.decompress_rows(source, header, denom, (top, band_rows), pixels)
+            else {
                 return Err(f);
-            }
+            };
             Ok(f(Frame {
-                data: pixels,
-                width: width as u32,
-                height: height as u32,
+                data: &mut pixels[..band.width * band.height * 3],
+                width: band.width as u32,
+                height: band.height as u32,
                 has_alpha: false,
+                full_height: band.full_height as u32,
+                top: band.top as u32,
             }))
         })
     })
@@ -159,6 +171,8 @@ fn decode_image<R>(
                 width,
                 height,
                 has_alpha: color == ColorType::Rgba8,
+                full_height: height,
+                top: 0,
             })
         });
     }
@@ -174,6 +188,8 @@ fn decode_image<R>(
         width,
         height,
         has_alpha,
+        full_height: height,
+        top: 0,
     })
 }
 

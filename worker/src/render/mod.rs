@@ -29,6 +29,7 @@ mod resize;
 mod smart;
 #[cfg(test)]
 mod tests;
+mod turbo;
 
 use geometry::Request;
 use orient::{Rect, Transform};
@@ -109,18 +110,28 @@ fn rect(crop: CropRect) -> Rect {
     }
 }
 
-/// Scales a stored-image rectangle to a decoded frame of another size and
-/// keeps it inside the frame.
-fn to_frame(r: Rect, scale: (f64, f64), frame: (u32, u32)) -> Rect {
-    let (fw, fh) = (f64::from(frame.0), f64::from(frame.1));
+/// Scales a stored-image rectangle to a decoded frame (of another size, and
+/// perhaps only a band of its rows) and keeps it inside the frame.
+fn to_frame(r: Rect, scale: (f64, f64), frame: &decode::Frame<'_>) -> Rect {
+    let (fw, fh) = (f64::from(frame.width), f64::from(frame.height));
     let width = (r.width * scale.0).clamp(1.0, fw);
     let height = (r.height * scale.1).clamp(1.0, fh);
     Rect {
         left: (r.left * scale.0).clamp(0.0, fw - width),
-        top: (r.top * scale.1).clamp(0.0, fh - height),
+        top: (r.top * scale.1 - f64::from(frame.top)).clamp(0.0, fh - height),
         width,
         height,
     }
+}
+
+/// The stored rows a render reads: the window (or, for smart gravity, the
+/// region it may move in), widened by the resampling filter's reach.
+fn rows_needed(area: Rect, stored_height: f64, out_height: u32) -> decode::Rows {
+    let ratio = (area.height / f64::from(out_height.max(1))).max(1.0);
+    let margin = (3.0 * ratio).ceil() + 2.0;
+    let top = (area.top - margin).max(0.0);
+    let bottom = (area.top + area.height + margin).min(stored_height);
+    (top, bottom - top)
 }
 
 fn to_srgb(image: &mut DynamicImage, icc: &[u8]) {
@@ -176,16 +187,16 @@ pub fn render(
     let region = transform.rect_to_stored(rect(crop), stored);
     let (out_w, out_h) = transform.swap_dims(plan.out_width, plan.out_height);
     let shrink = decode::jpeg_shrink((window.width, window.height), (out_w, out_h));
+    let rows = rows_needed(if plan.smart { region } else { window }, stored.1, out_h);
 
-    let mut image = decode::decode(source, &probe, shrink, limits, |frame| {
+    let mut image = decode::decode(source, &probe, shrink, rows, limits, |frame| {
         let scale = (
             f64::from(frame.width) / stored.0,
-            f64::from(frame.height) / stored.1,
+            f64::from(frame.full_height) / stored.1,
         );
-        let dims = (frame.width, frame.height);
-        let mut window = to_frame(window, scale, dims);
+        let mut window = to_frame(window, scale, &frame);
         if plan.smart {
-            let region = to_frame(region, scale, dims);
+            let region = to_frame(region, scale, &frame);
             (window.left, window.top) =
                 smart::best_window(&frame, region, window.width, window.height);
         }

@@ -96,6 +96,8 @@ mod tests {
             width,
             height,
             has_alpha: false,
+            full_height: height,
+            top: 0,
         }
     }
 

@@ -471,3 +471,19 @@ fn shrink_on_load_matches_a_full_size_reference_render() {
     let (_, shifted) = run(&source, "400x300,fill,crop:100:0:3100:2400").unwrap();
     assert!(psnr(&shifted.to_rgb8(), &reference) < 25.0);
 }
+
+#[test]
+fn a_band_decoded_fill_matches_a_full_decode_reference() {
+    // fill 300x100 (south) on 1600x1200 keeps rows 800..1200 at half scale:
+    // only that band is decoded. Reference: full decode, crop, resize.
+    let photo = photo(1600, 1200);
+    let source = jpeg(&photo);
+    let full = image::load_from_memory(&source).unwrap().to_rgb8();
+    let band = image::imageops::crop_imm(&full, 0, 800, 1600, 400).to_image();
+    let reference = image::imageops::resize(&band, 300, 75, image::imageops::FilterType::Lanczos3);
+    let (_, out) = run(&source, "300x75,fill,g:s,q:95").unwrap();
+    let score = psnr(&out.to_rgb8(), &reference);
+    assert!(score > 30.0, "PSNR {score:.1} dB against the reference");
+    let (_, north) = run(&source, "300x75,fill,g:n,q:95").unwrap();
+    assert!(psnr(&north.to_rgb8(), &reference) < 25.0);
+}
