@@ -80,6 +80,9 @@ pub struct AmqpConfig {
     pub timeout: Duration,
     /// Render attempts (the first plus retries) before a job is dead-lettered.
     pub max_attempts: u32,
+    /// When set, RabbitMQ deletes Kiln's queues after they go unused this long
+    /// (`x-expires`): for ephemeral deployments such as tests and previews.
+    pub queue_expires: Option<Duration>,
 }
 
 impl AmqpConfig {
@@ -93,6 +96,10 @@ impl AmqpConfig {
             queue_prefix: var_or("KILN_QUEUE_PREFIX", "kiln."),
             timeout: millis_or("KILN_AMQP_TIMEOUT_MS", 3000)?,
             max_attempts,
+            queue_expires: match parse_or("KILN_QUEUE_EXPIRES_MS", 0u64)? {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
         })
     }
 }

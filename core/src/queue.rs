@@ -25,6 +25,7 @@ pub const MAX_PRIORITY: u8 = 10;
 pub struct Topology {
     prefix: String,
     max_attempts: u32,
+    expires: Option<Duration>,
 }
 
 impl Topology {
@@ -32,7 +33,20 @@ impl Topology {
         Self {
             prefix: cfg.queue_prefix.clone(),
             max_attempts: cfg.max_attempts,
+            expires: cfg.queue_expires,
         }
+    }
+
+    /// Arguments every queue of this topology shares.
+    fn base_args(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        if let Some(expires) = self.expires {
+            args.insert(
+                "x-expires".into(),
+                AMQPValue::LongLongInt(expires.as_millis() as i64),
+            );
+        }
+        args
     }
 
     pub fn max_attempts(&self) -> u32 {
@@ -58,7 +72,7 @@ impl Topology {
             durable: true,
             ..QueueDeclareOptions::default()
         };
-        let mut work_args = FieldTable::default();
+        let mut work_args = self.base_args();
         work_args.insert(
             "x-max-priority".into(),
             AMQPValue::ShortShortUInt(MAX_PRIORITY),
@@ -68,7 +82,7 @@ impl Topology {
             .await
             .context("declaring work queue")?;
         for attempt in 1..self.max_attempts {
-            let mut args = FieldTable::default();
+            let mut args = self.base_args();
             args.insert(
                 "x-message-ttl".into(),
                 AMQPValue::LongLongInt(retry_delay(attempt).as_millis() as i64),
@@ -87,7 +101,7 @@ impl Topology {
                 .context("declaring retry queue")?;
         }
         channel
-            .queue_declare(self.dead_queue(kind).into(), durable, FieldTable::default())
+            .queue_declare(self.dead_queue(kind).into(), durable, self.base_args())
             .await
             .context("declaring dead-letter queue")?;
         Ok(())

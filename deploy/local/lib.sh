@@ -54,7 +54,7 @@ apt_install() { # packages...
 
 ensure_packages() {
   # cmake and nasm build libjpeg-turbo (SIMD) for the image pipeline.
-  local pkgs=(ca-certificates curl cmake nasm)
+  local pkgs=(ca-certificates curl cmake nasm procps)
   [ -n "${KILN_DATABASE_URL:-}" ] || port_open 127.0.0.1 5432 || pkgs+=(postgresql postgresql-client)
   [ -n "${KILN_AMQP_URL:-}" ] || port_open 127.0.0.1 5672 || pkgs+=(rabbitmq-server)
   # Headless Chromium and fonts for social cards.
@@ -90,16 +90,38 @@ ensure_postgres() {
   export KILN_DATABASE_URL="postgres://kiln:kiln@127.0.0.1:5432/kiln"
 }
 
+# The node Kiln starts is named rabbit@localhost, so it boots whatever the
+# machine's hostname is (Erlang refuses to start when the short hostname does
+# not resolve) and keeps its own data directory.
+export RABBITMQ_NODENAME="${RABBITMQ_NODENAME:-rabbit@localhost}"
+
+rabbitmq_log_tail() {
+  local log="/var/log/rabbitmq/$RABBITMQ_NODENAME.log"
+  [ -f "$log" ] && tail -n 40 "$log" >&2
+  return 0
+}
+
 ensure_rabbitmq() {
   if [ -n "${KILN_AMQP_URL:-}" ]; then
     log "using RabbitMQ at KILN_AMQP_URL"
     return 0
   fi
   if ! port_open 127.0.0.1 5672; then
-    log "starting RabbitMQ"
+    log "starting RabbitMQ ($RABBITMQ_NODENAME)"
     rabbitmq-server -detached >/dev/null 2>&1 || true
     mkdir -p "$KILN_STATE_DIR" && touch "$KILN_STATE_DIR/started-rabbitmq"
-    wait_port 127.0.0.1 5672 90 RabbitMQ
+    # Boot takes 5-20 s; recovering many durable queues after an unclean stop
+    # takes longer. A node that died gives up at once, with its log.
+    local i
+    for ((i = 0; i < 3000; i++)); do
+      port_open 127.0.0.1 5672 && break
+      if ((i % 50 == 49)) && ! pgrep -f "beam.*-sname $RABBITMQ_NODENAME|beam.*rabbit" >/dev/null; then
+        rabbitmq_log_tail
+        die "RabbitMQ ($RABBITMQ_NODENAME) exited while starting; its log is above"
+      fi
+      sleep 0.1
+    done
+    port_open 127.0.0.1 5672 || { rabbitmq_log_tail; die "RabbitMQ did not come up on 127.0.0.1:5672 within 300 s"; }
   fi
   export KILN_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/%2f"
 }

@@ -84,6 +84,8 @@ impl TestEnv {
                 std::env::var("KILN_AMQP_URL").unwrap_or_default(),
             ),
             ("KILN_QUEUE_PREFIX", env.queue_prefix.clone()),
+            // RabbitMQ removes this test's queues once it is over.
+            ("KILN_QUEUE_EXPIRES_MS", "300000".to_owned()),
             ("KILN_S3_ENDPOINT", s3_config.endpoint.clone()),
             ("KILN_S3_REGION", s3_config.region.clone()),
             ("KILN_S3_ACCESS_KEY_ID", s3_config.access_key_id.clone()),
