@@ -3,6 +3,7 @@
 //! Postgres, RabbitMQ and S3.
 
 pub mod cache_key;
+pub mod cards;
 pub mod config;
 pub mod db;
 pub mod env_file;
