@@ -45,6 +45,10 @@ pub struct ApiConfig {
     pub limits: SourceLimits,
     /// What `f:auto` may choose, best first (`KILN_AUTO_FORMATS`, default `avif,webp`).
     pub auto_formats: AutoFormats,
+    /// Where card templates live (`KILN_TEMPLATES_DIR`, default `templates`).
+    pub templates_dir: std::path::PathBuf,
+    /// `/card-preview/…` for template authors (`KILN_CARD_PREVIEW`, default off).
+    pub card_preview: bool,
     pub db: DbConfig,
     pub amqp: AmqpConfig,
     pub s3: S3Config,
@@ -100,6 +104,8 @@ impl ApiConfig {
             limits: SourceLimits::from_env()?,
             auto_formats: AutoFormats::parse(&var_or("KILN_AUTO_FORMATS", "avif,webp"))
                 .map_err(|e| anyhow::anyhow!("KILN_AUTO_FORMATS: {e}"))?,
+            templates_dir: var_or("KILN_TEMPLATES_DIR", "templates").into(),
+            card_preview: bool_or("KILN_CARD_PREVIEW", false)?,
             db: DbConfig::from_env()?,
             amqp: AmqpConfig::from_env()?,
             s3: S3Config::from_env()?,

@@ -19,6 +19,8 @@ pub enum ApiError {
     Expired,
     #[error("source not found")]
     NotFound,
+    #[error("unknown card template")]
+    UnknownTemplate,
     #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
@@ -49,7 +51,7 @@ impl ApiError {
             Self::BadSignature => StatusCode::FORBIDDEN,
             Self::BadLink(code) => *code,
             Self::Expired => StatusCode::GONE,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::UnknownTemplate => StatusCode::NOT_FOUND,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotReadyYet { .. } | Self::Overloaded { .. } | Self::Dependency { .. } => {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio::sync::Semaphore;
 
+use kiln_core::cards::Templates;
 use kiln_core::job::JobKind;
 use kiln_core::queue::Publisher;
 use kiln_core::storage::Storage;
@@ -82,9 +83,17 @@ async fn run(config: ApiConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let bound = listener.local_addr().context("reading the bound address")?;
+    let templates = Templates::load(&config.templates_dir).with_context(|| {
+        format!(
+            "loading card templates from {}",
+            config.templates_dir.display()
+        )
+    })?;
+    tracing::info!(templates = ?templates.names().collect::<Vec<_>>(), "card templates loaded");
     let state = Arc::new(AppState {
+        templates,
         storage: Storage::new(config.s3.clone()),
-        publisher: Publisher::new(config.amqp.clone(), vec![JobKind::Image]),
+        publisher: Publisher::new(config.amqp.clone(), vec![JobKind::Image, JobKind::Card]),
         wait_slots: Semaphore::new(config.max_waiting),
         hot: Default::default(),
         waiters,

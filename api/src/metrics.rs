@@ -8,6 +8,7 @@ pub const MISS_WAIT: &str = "kiln_miss_wait_seconds";
 pub const WAIT_TIMEOUTS: &str = "kiln_miss_wait_timeouts_total";
 pub const PUBLISH_FAILURES: &str = "kiln_publish_failures_total";
 pub const JOBS_QUEUED: &str = "kiln_jobs_queued_total";
+pub const CARD_DEFAULTS: &str = "kiln_card_defaults_total";
 
 pub fn describe() {
     use metrics::{describe_counter, describe_histogram, Unit};
@@ -33,4 +34,8 @@ pub fn describe() {
     describe_counter!(WAIT_TIMEOUTS, "Misses that outwaited the bound and got 503");
     describe_counter!(PUBLISH_FAILURES, "Render jobs that could not be published");
     describe_counter!(JOBS_QUEUED, "Render jobs published, by kind");
+    describe_counter!(
+        CARD_DEFAULTS,
+        "Card requests answered with the template's default image, by template and reason"
+    );
 }

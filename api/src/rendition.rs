@@ -66,26 +66,6 @@ pub async fn serve_image(
         return Err(ApiError::TooLarge(message));
     }
 
-    let existing = renditions::find(&state.db, &cache_key)
-        .await
-        .map_err(db_err)?;
-    match existing.map(|r| r.status) {
-        Some(Status::Ready) => {
-            metrics::counter!(m::CACHE_HITS, "kind" => "image").increment(1);
-            state.hot.put_ready_object(&cache_key, &object_key);
-            return deliver(state, &cache_key, &object_key, request_headers).await;
-        }
-        Some(Status::Failed {
-            http_status,
-            message,
-        }) => {
-            return Err(ApiError::from_failure(http_status, message));
-        }
-        Some(Status::Pending) => {}
-        None => {}
-    }
-    metrics::counter!(m::CACHE_MISSES, "kind" => "image").increment(1);
-
     let job = ImageJob {
         cache_key: cache_key.clone(),
         object_key: object_key.clone(),
@@ -95,30 +75,125 @@ pub async fn serve_image(
         attempt: 1,
         enqueued_at_ms: Some(kiln_core::job::now_ms()),
     };
+    let miss = Miss {
+        new,
+        kind: JobKind::Image,
+        job: job.to_json(),
+    };
+    match find_or_render(state, &miss, request_headers).await? {
+        Rendered::Delivered(response) => Ok(response),
+        Rendered::Failed {
+            http_status,
+            message,
+        } => Err(ApiError::from_failure(http_status, message)),
+    }
+}
+
+/// A rendition that may have to be rendered: its row and its job message.
+pub struct Miss<'a> {
+    pub new: NewRendition<'a>,
+    pub kind: JobKind,
+    pub job: Vec<u8>,
+}
+
+/// How a rendition lookup ended, short of an error.
+pub enum Rendered {
+    Delivered(Response),
+    /// Remembered permanent failure, with the status and client-safe message.
+    Failed {
+        http_status: u16,
+        message: String,
+    },
+}
+
+/// Looks the rendition up in Postgres; on a miss claims it (exactly one api
+/// process queues the job), then waits for the worker within the bound.
+pub async fn find_or_render(
+    state: &AppState,
+    miss: &Miss<'_>,
+    request_headers: &HeaderMap,
+) -> Result<Rendered, ApiError> {
+    let kind = miss.kind.name();
+    let (cache_key, object_key) = (miss.new.cache_key, miss.new.object_key);
+    let retry_after = state.config.retry_after_secs;
+    let db_err = |e: sqlx::Error| ApiError::dependency(e, retry_after);
+    let existing = renditions::find(&state.db, cache_key)
+        .await
+        .map_err(db_err)?;
+    match existing.map(|r| r.status) {
+        Some(Status::Ready) => {
+            metrics::counter!(m::CACHE_HITS, "kind" => kind).increment(1);
+            state.hot.put_ready_object(cache_key, object_key);
+            return deliver(state, cache_key, object_key, request_headers)
+                .await
+                .map(Rendered::Delivered);
+        }
+        Some(Status::Failed {
+            http_status,
+            message,
+        }) => {
+            return Ok(Rendered::Failed {
+                http_status,
+                message,
+            })
+        }
+        Some(Status::Pending) | None => {}
+    }
+    metrics::counter!(m::CACHE_MISSES, "kind" => kind).increment(1);
+
     let Ok(_slot) = state.wait_slots.try_acquire() else {
         return Err(ApiError::Overloaded { retry_after });
     };
     // Subscribe before claiming, so a render finishing at once still wakes us.
-    let subscription = state.waiters.subscribe(&cache_key);
-    if renditions::claim(&state.db, &new).await.map_err(db_err)? {
-        publish(state, &job).await?;
+    let subscription = state.waiters.subscribe(cache_key);
+    if renditions::claim(&state.db, &miss.new)
+        .await
+        .map_err(db_err)?
+    {
+        publish(state, miss).await?;
     }
-    let rendition = wait_for(state, &subscription.notify, &job).await?;
+    let rendition = wait_for(state, &subscription.notify, miss).await?;
     match rendition.status {
         Status::Ready => {
-            state.hot.put_ready_object(&cache_key, &object_key);
-            deliver(state, &cache_key, &object_key, request_headers).await
+            state.hot.put_ready_object(cache_key, object_key);
+            deliver(state, cache_key, object_key, request_headers)
+                .await
+                .map(Rendered::Delivered)
         }
         Status::Failed {
             http_status,
             message,
-        } => Err(ApiError::from_failure(http_status, message)),
+        } => Ok(Rendered::Failed {
+            http_status,
+            message,
+        }),
         Status::Pending => Err(ApiError::NotReadyYet { retry_after }),
     }
 }
 
+/// Renders a rendition whose key is new (previews): claim, queue, wait, and
+/// hand back the finished row without delivering or remembering it.
+pub async fn render_uncached(state: &AppState, miss: &Miss<'_>) -> Result<Rendition, ApiError> {
+    let retry_after = state.config.retry_after_secs;
+    let Ok(_slot) = state.wait_slots.try_acquire() else {
+        return Err(ApiError::Overloaded { retry_after });
+    };
+    let subscription = state.waiters.subscribe(miss.new.cache_key);
+    if renditions::claim(&state.db, &miss.new)
+        .await
+        .map_err(|e| ApiError::dependency(e, retry_after))?
+    {
+        publish(state, miss).await?;
+    }
+    let rendition = wait_for(state, &subscription.notify, miss).await?;
+    match rendition.status {
+        Status::Pending => Err(ApiError::NotReadyYet { retry_after }),
+        _ => Ok(rendition),
+    }
+}
+
 /// The hit path: no network round-trip when the rendition is known ready.
-async fn deliver_if_known_ready(
+pub async fn deliver_if_known_ready(
     state: &AppState,
     cache_key: &str,
     request_headers: &HeaderMap,
@@ -132,7 +207,10 @@ async fn deliver_if_known_ready(
 }
 
 /// The original's ETag and size, from the in-process cache or a HEAD.
-async fn source_meta(state: &AppState, source: &SourceKey) -> Result<ObjectMeta, ApiError> {
+pub(crate) async fn source_meta(
+    state: &AppState,
+    source: &SourceKey,
+) -> Result<ObjectMeta, ApiError> {
     let ttl = state.config.source_cache_ttl;
     if let Some(meta) = state.hot.source(source.as_str(), ttl) {
         return Ok(meta);
@@ -147,21 +225,21 @@ async fn source_meta(state: &AppState, source: &SourceKey) -> Result<ObjectMeta,
     }
 }
 
-async fn publish(state: &AppState, job: &ImageJob) -> Result<(), ApiError> {
-    let queue = state.publisher.topology().work_queue(JobKind::Image);
+async fn publish(state: &AppState, miss: &Miss<'_>) -> Result<(), ApiError> {
+    let queue = state.publisher.topology().work_queue(miss.kind);
     match state
         .publisher
-        .publish(&queue, &job.to_json(), PRIORITY_ON_DEMAND)
+        .publish(&queue, &miss.job, PRIORITY_ON_DEMAND)
         .await
     {
         Ok(()) => {
-            metrics::counter!(m::JOBS_QUEUED, "kind" => "image").increment(1);
+            metrics::counter!(m::JOBS_QUEUED, "kind" => miss.kind.name()).increment(1);
             Ok(())
         }
         Err(err) => {
             metrics::counter!(m::PUBLISH_FAILURES).increment(1);
             // Give the claim back so the next request can queue it again.
-            if let Err(release_err) = renditions::release(&state.db, &job.cache_key).await {
+            if let Err(release_err) = renditions::release(&state.db, miss.new.cache_key).await {
                 tracing::warn!(%release_err, "could not release a rendition claim");
             }
             Err(ApiError::dependency(err, state.config.retry_after_secs))
@@ -173,8 +251,9 @@ async fn publish(state: &AppState, job: &ImageJob) -> Result<(), ApiError> {
 async fn wait_for(
     state: &AppState,
     notify: &tokio::sync::Notify,
-    job: &ImageJob,
+    miss: &Miss<'_>,
 ) -> Result<Rendition, ApiError> {
+    let cache_key = miss.new.cache_key;
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + state.config.miss_wait;
     let retry_after = state.config.retry_after_secs;
@@ -182,7 +261,7 @@ async fn wait_for(
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let row = renditions::find(&state.db, &job.cache_key)
+        let row = renditions::find(&state.db, cache_key)
             .await
             .map_err(|e| ApiError::dependency(e, retry_after))?;
         match row {
@@ -192,16 +271,12 @@ async fn wait_for(
             }
             Some(r) if r.queued_for_secs > state.config.stale_claim_secs => {
                 // The job behind this claim was lost; queue it again.
-                if renditions::reclaim_stale(
-                    &state.db,
-                    &job.cache_key,
-                    state.config.stale_claim_secs,
-                )
-                .await
-                .map_err(|e| ApiError::dependency(e, retry_after))?
+                if renditions::reclaim_stale(&state.db, cache_key, state.config.stale_claim_secs)
+                    .await
+                    .map_err(|e| ApiError::dependency(e, retry_after))?
                 {
-                    tracing::warn!(cache_key = %job.cache_key, "re-queueing a stale rendition claim");
-                    publish(state, job).await?;
+                    tracing::warn!(%cache_key, "re-queueing a stale rendition claim");
+                    publish(state, miss).await?;
                 }
             }
             Some(_) => {}

@@ -6,6 +6,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 
+use kiln_core::cards::Templates;
 use kiln_core::queue::Publisher;
 use kiln_core::storage::Storage;
 
@@ -23,6 +24,8 @@ pub struct AppState {
     /// Bounds how many requests may wait for renders at once.
     pub wait_slots: Semaphore,
     pub metrics: Option<PrometheusHandle>,
+    /// Card templates, loaded once at start-up.
+    pub templates: Templates,
 }
 
 pub type SharedState = Arc<AppState>;

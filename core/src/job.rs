@@ -7,12 +7,14 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "lowercase")]
 pub enum JobKind {
     Image,
+    Card,
 }
 
 impl JobKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Image => "image",
+            Self::Card => "card",
         }
     }
 }
@@ -35,6 +37,33 @@ pub struct ImageJob {
     /// When the api queued the job (UNIX milliseconds), to measure queue wait.
     #[serde(default)]
     pub enqueued_at_ms: Option<u64>,
+}
+
+/// Render one social card. Preview jobs carry no cache key: the worker
+/// answers them on the message's `reply_to` and stores nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardJob {
+    pub cache_key: String,
+    pub object_key: String,
+    pub template: String,
+    /// The template's content hash the api saw; a worker with other files retries.
+    pub template_hash: String,
+    pub id: String,
+    pub params: std::collections::BTreeMap<String, String>,
+    /// ETags of the originals `original`-kind parameters name, by key.
+    #[serde(default)]
+    pub originals: std::collections::BTreeMap<String, String>,
+    pub format: crate::format::OutputFormat,
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    #[serde(default)]
+    pub enqueued_at_ms: Option<u64>,
+}
+
+impl CardJob {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
 }
 
 fn first_attempt() -> u32 {

@@ -184,3 +184,12 @@ pub async fn insert_failed(
     .await?;
     Ok(())
 }
+
+/// Deletes a row whatever its state (previews, which are never cached).
+pub async fn forget(pool: &PgPool, cache_key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM renditions WHERE cache_key = $1")
+        .bind(cache_key)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

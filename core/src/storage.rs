@@ -220,6 +220,18 @@ impl Storage {
         })
     }
 
+    /// Removes a rendition object (previews are deleted once delivered).
+    pub async fn delete_rendition(&self, object_key: &str) -> Result<(), StorageError> {
+        self.client
+            .delete_object()
+            .bucket(&self.config.cache_bucket)
+            .key(object_key)
+            .send()
+            .await
+            .map_err(|e| classify(e, "DELETE rendition"))?;
+        Ok(())
+    }
+
     /// Whether a rendition object exists (used by workers to skip finished work).
     pub async fn rendition_exists(&self, object_key: &str) -> Result<bool, StorageError> {
         match self

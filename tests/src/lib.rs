@@ -6,7 +6,7 @@
 //! in parallel without seeing each other's messages or objects.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,6 +25,11 @@ pub mod images;
 pub const SIGNING_KEY: &str = "e2e-signing-key-0123456789abcdef";
 /// The nginx-compatible expression test apis use unless a test overrides it.
 pub const NGINX_EXPRESSION: &str = "$uri e2e-nginx-secret";
+
+/// The repository's `templates/` directory.
+pub fn repo_templates() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates")
+}
 
 fn bin_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("KILN_BIN_DIR") {
@@ -104,6 +109,10 @@ impl TestEnv {
             ("KILN_LISTEN", "127.0.0.1:0".to_owned()),
             ("KILN_WORKER_LISTEN", "127.0.0.1:0".to_owned()),
             ("KILN_DATABASE_MAX_CONNECTIONS", "8".to_owned()),
+            // Card tests ask for browsers; the others need none.
+            ("KILN_WORKER_KINDS", "image".to_owned()),
+            ("KILN_CARD_BROWSERS", "1".to_owned()),
+            ("KILN_TEMPLATES_DIR", repo_templates().display().to_string()),
             ("RUST_LOG", "info,sqlx=warn,aws=warn,lapin=warn".to_owned()),
         ];
         env.base_env = pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
@@ -196,6 +205,19 @@ impl TestEnv {
         format!(
             "/img/{}/{payload}",
             signing.sign(&payload).unwrap_or_default()
+        )
+    }
+
+    /// A signed card path: `/card/{signature}/{template}/{id}.{ext}[?query]`.
+    pub fn signed_card(&self, payload: &str) -> String {
+        let signing = SigningConfig {
+            keys: vec![SIGNING_KEY.as_bytes().to_vec()],
+            signature_len: kiln_core::signing::FULL_SIGNATURE_LEN,
+            allow_unsafe: false,
+        };
+        format!(
+            "/card/{}/{payload}",
+            signing.sign(payload).unwrap_or_default()
         )
     }
 

@@ -3,7 +3,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Context as _};
+use kiln_core::job::JobKind;
+
+use crate::chromium::PoolConfig;
 use kiln_core::config::{
     millis_or, parse_or, var_or, AmqpConfig, DbConfig, S3Config, SourceLimits,
 };
@@ -11,6 +16,15 @@ use kiln_core::config::{
 /// rav1e speed for AVIF output; see the README's benchmark for how it compares
 /// with sharp's default AVIF effort.
 const DEFAULT_AVIF_SPEED: u8 = 8;
+
+/// Social-card rendering settings.
+#[derive(Clone, Debug)]
+pub struct CardSettings {
+    pub templates_dir: PathBuf,
+    pub pool: PoolConfig,
+    pub render_timeout: Duration,
+    pub jpeg_quality: u8,
+}
 
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -22,6 +36,9 @@ pub struct WorkerConfig {
     /// Health and metrics listener.
     pub listen: SocketAddr,
     pub render: crate::render::Settings,
+    /// Job kinds this worker consumes (`KILN_WORKER_KINDS`, default `image,card`).
+    pub kinds: Vec<JobKind>,
+    pub cards: CardSettings,
     pub db: DbConfig,
     pub amqp: AmqpConfig,
     pub s3: S3Config,
@@ -44,6 +61,38 @@ impl WorkerConfig {
             bail!("KILN_AVIF_SPEED must be 1 (slowest, smallest) to 10 (fastest)");
         }
         let listen = var_or("KILN_WORKER_LISTEN", "127.0.0.1:9091");
+        let mut kinds = Vec::new();
+        for name in var_or("KILN_WORKER_KINDS", "image,card").split(',') {
+            match name.trim() {
+                "image" => kinds.push(JobKind::Image),
+                "card" => kinds.push(JobKind::Card),
+                "" => {}
+                other => bail!("KILN_WORKER_KINDS: unknown job kind {other:?} (image, card)"),
+            }
+        }
+        if kinds.is_empty() {
+            bail!("KILN_WORKER_KINDS names no job kind");
+        }
+        let browsers: usize = parse_or("KILN_CARD_BROWSERS", cores)?;
+        let jpeg_quality: u8 = parse_or("KILN_CARD_JPEG_QUALITY", 85)?;
+        if browsers == 0 || !(1..=100).contains(&jpeg_quality) {
+            bail!("KILN_CARD_BROWSERS must be at least 1 and KILN_CARD_JPEG_QUALITY 1..100");
+        }
+        let cards = CardSettings {
+            templates_dir: var_or("KILN_TEMPLATES_DIR", "templates").into(),
+            pool: PoolConfig {
+                executable: var_or("KILN_CHROMIUM", "/usr/bin/chromium").into(),
+                browsers,
+                launch_timeout: millis_or("KILN_CHROMIUM_LAUNCH_TIMEOUT_MS", 20_000)?,
+                recycle_renders: parse_or("KILN_CARD_RECYCLE_RENDERS", 2000)?,
+                recycle_age: Duration::from_secs(
+                    60 * parse_or("KILN_CARD_RECYCLE_MINUTES", 30u64)?,
+                ),
+                max_timeouts: 2,
+            },
+            render_timeout: millis_or("KILN_CARD_RENDER_TIMEOUT_MS", 3000)?,
+            jpeg_quality,
+        };
         Ok(Self {
             prefetch,
             concurrency,
@@ -55,6 +104,8 @@ impl WorkerConfig {
                 limits: SourceLimits::from_env()?,
                 avif_speed,
             },
+            kinds,
+            cards,
             db: DbConfig::from_env()?,
             amqp: AmqpConfig::from_env()?,
             s3: S3Config::from_env()?,

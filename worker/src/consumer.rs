@@ -1,4 +1,4 @@
-//! Consumes the image queue: manual acks only after the rendition is in S3 and
+//! Consumes one job kind's queue: manual acks only after the rendition is in S3 and
 //! its row says ready (a worker killed mid-job leaves the message unacked, and
 //! RabbitMQ hands it to the next worker). Failures are classified: permanent
 //! ones are recorded on the row; transient ones go to a delay queue and come
@@ -17,24 +17,26 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use kiln_core::config::AmqpConfig;
-use kiln_core::job::{now_ms, ImageJob, JobKind, PRIORITY_ON_DEMAND};
+use kiln_core::job::{now_ms, PRIORITY_ON_DEMAND};
 use kiln_core::queue::{self, Publisher, Topology};
 use kiln_core::renditions;
+use sqlx::PgPool;
 
-use crate::jobs::image::{self, JobContext};
-use crate::jobs::JobError;
+use crate::jobs::{JobError, JobHandler};
 use crate::metrics as m;
 
-pub struct Consumer {
+pub struct Consumer<H: JobHandler> {
     pub amqp: AmqpConfig,
     pub prefetch: u16,
     pub job_timeout: Duration,
-    pub ctx: Arc<JobContext>,
+    pub handler: Arc<H>,
+    /// Records permanent failures and releases claims.
+    pub db: PgPool,
     /// Publishes retries and dead letters.
     pub publisher: Arc<Publisher>,
 }
 
-impl Consumer {
+impl<H: JobHandler> Consumer<H> {
     /// Runs until `cancel` fires; then stops taking deliveries, lets in-flight
     /// jobs finish (each bounded by the job timeout) and returns.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
@@ -68,10 +70,10 @@ impl Consumer {
             .basic_qos(self.prefetch, BasicQosOptions::default())
             .await
             .context("setting prefetch")?;
-        topology.declare(&channel, JobKind::Image).await?;
+        topology.declare(&channel, H::KIND).await?;
         let mut deliveries = channel
             .basic_consume(
-                topology.work_queue(JobKind::Image).into(),
+                topology.work_queue(H::KIND).into(),
                 "".into(),
                 // Manual acks (no_ack: false): a message leaves the queue only
                 // once its rendition is stored.
@@ -80,7 +82,7 @@ impl Consumer {
             )
             .await
             .context("starting the consumer")?;
-        tracing::info!(queue = %topology.work_queue(JobKind::Image), prefetch = self.prefetch, "consuming");
+        tracing::info!(queue = %topology.work_queue(H::KIND), prefetch = self.prefetch, "consuming");
 
         let mut in_flight = JoinSet::new();
         let result = loop {
@@ -108,7 +110,8 @@ impl Consumer {
     }
 
     async fn handle(&self, topology: &Topology, delivery: Delivery) {
-        let job: ImageJob = match serde_json::from_slice(&delivery.data) {
+        let kind = H::KIND.name();
+        let job: H::Job = match serde_json::from_slice(&delivery.data) {
             Ok(job) => job,
             Err(err) => {
                 tracing::error!(%err, "undecodable job message; dead-lettering it");
@@ -116,30 +119,29 @@ impl Consumer {
                 return;
             }
         };
-        if let Some(at) = job.enqueued_at_ms {
-            metrics::histogram!(m::QUEUE_WAIT, "kind" => "image")
+        if let Some(at) = H::enqueued_at_ms(&job) {
+            metrics::histogram!(m::QUEUE_WAIT, "kind" => kind)
                 .record(now_ms().saturating_sub(at) as f64 / 1000.0);
         }
-        let outcome =
-            match tokio::time::timeout(self.job_timeout, image::run(&self.ctx, &job)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(JobError::Transient(anyhow::anyhow!(
-                    "job timed out after {:?}",
-                    self.job_timeout
-                ))),
-            };
+        let outcome = match tokio::time::timeout(self.job_timeout, self.handler.run(&job)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(JobError::Transient(anyhow::anyhow!(
+                "job timed out after {:?}",
+                self.job_timeout
+            ))),
+        };
         let settled = match outcome {
             Ok(()) => {
-                metrics::counter!(m::JOBS, "kind" => "image", "outcome" => "ok").increment(1);
+                metrics::counter!(m::JOBS, "kind" => kind, "outcome" => "ok").increment(1);
                 Ok(())
             }
             Err(JobError::Permanent {
                 http_status,
                 message,
             }) => {
-                tracing::info!(http_status, %message, cache_key = %job.cache_key, "rendition failed permanently");
-                metrics::counter!(m::JOBS, "kind" => "image", "outcome" => "failed").increment(1);
-                renditions::mark_failed(&self.ctx.db, &job.cache_key, http_status, &message)
+                tracing::info!(http_status, %message, cache_key = %H::cache_key(&job), "rendition failed permanently");
+                metrics::counter!(m::JOBS, "kind" => kind, "outcome" => "failed").increment(1);
+                renditions::mark_failed(&self.db, H::cache_key(&job), http_status, &message)
                     .await
                     .context("recording the failure")
             }
@@ -166,34 +168,36 @@ impl Consumer {
     async fn retry_or_dead_letter(
         &self,
         topology: &Topology,
-        mut job: ImageJob,
+        mut job: H::Job,
         err: anyhow::Error,
     ) -> anyhow::Result<()> {
-        let failed_attempt = job.attempt;
+        let kind = H::KIND.name();
+        let failed_attempt = *H::attempt(&mut job);
+        let cache_key = H::cache_key(&job).to_owned();
         if failed_attempt < topology.max_attempts() {
-            tracing::warn!(attempt = failed_attempt, cache_key = %job.cache_key, "transient failure, retrying: {err:#}");
-            metrics::counter!(m::JOBS, "kind" => "image", "outcome" => "retried").increment(1);
-            job.attempt += 1;
-            let retry_queue = topology.retry_queue(JobKind::Image, failed_attempt);
+            tracing::warn!(attempt = failed_attempt, %cache_key, "transient failure, retrying: {err:#}");
+            metrics::counter!(m::JOBS, "kind" => kind, "outcome" => "retried").increment(1);
+            *H::attempt(&mut job) += 1;
+            let retry_queue = topology.retry_queue(H::KIND, failed_attempt);
             return self
                 .publisher
-                .publish(&retry_queue, &job.to_json(), PRIORITY_ON_DEMAND)
+                .publish(&retry_queue, &to_json(&job), PRIORITY_ON_DEMAND)
                 .await;
         }
-        tracing::error!(attempts = failed_attempt, cache_key = %job.cache_key, "giving up, dead-lettering: {err:#}");
-        metrics::counter!(m::JOBS, "kind" => "image", "outcome" => "dead").increment(1);
+        tracing::error!(attempts = failed_attempt, %cache_key, "giving up, dead-lettering: {err:#}");
+        metrics::counter!(m::JOBS, "kind" => kind, "outcome" => "dead").increment(1);
         self.publisher
-            .publish(&topology.dead_queue(JobKind::Image), &job.to_json(), 0)
+            .publish(&topology.dead_queue(H::KIND), &to_json(&job), 0)
             .await?;
         // Not a property of the input: forget the claim so a later request tries afresh.
-        renditions::release(&self.ctx.db, &job.cache_key)
+        renditions::release(&self.db, &cache_key)
             .await
             .context("releasing the claim")?;
         Ok(())
     }
 
     async fn dead_letter_raw(&self, topology: &Topology, delivery: &Delivery) {
-        let dead = topology.dead_queue(JobKind::Image);
+        let dead = topology.dead_queue(H::KIND);
         let result = match self.publisher.publish(&dead, &delivery.data, 0).await {
             Ok(()) => delivery.ack(BasicAckOptions::default()).await,
             Err(_) => {
@@ -209,4 +213,8 @@ impl Consumer {
             tracing::warn!(%err, "could not settle an undecodable message");
         }
     }
+}
+
+fn to_json<T: serde::Serialize>(job: &T) -> Vec<u8> {
+    serde_json::to_vec(job).unwrap_or_default()
 }

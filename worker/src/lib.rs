@@ -2,6 +2,8 @@
 //! image benchmark (`examples/image_bench.rs`) drives the render pipeline
 //! directly.
 
+pub mod card_html;
+pub mod chromium;
 pub mod config;
 pub mod consumer;
 pub mod health;

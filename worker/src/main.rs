@@ -12,8 +12,11 @@ use kiln_core::queue::Publisher;
 use kiln_core::storage::Storage;
 use kiln_core::{db, env_file, shutdown, telemetry};
 
+use kiln_core::cards::Templates;
+use kiln_worker::chromium::BrowserPool;
 use kiln_worker::config::WorkerConfig;
 use kiln_worker::consumer::Consumer;
+use kiln_worker::jobs::card::CardContext;
 use kiln_worker::jobs::image::JobContext;
 use kiln_worker::render_pool::RenderPool;
 use kiln_worker::{health, metrics};
@@ -58,7 +61,7 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
 
     let db = db::pool(&config.db)?;
     let storage = Storage::new(config.s3.clone());
-    let publisher = Arc::new(Publisher::new(config.amqp.clone(), vec![JobKind::Image]));
+    let publisher = Arc::new(Publisher::new(config.amqp.clone(), config.kinds.clone()));
     let health = health::Health {
         db: db.clone(),
         storage: storage.clone(),
@@ -73,25 +76,69 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     println!("kiln-worker health on http://{bound}");
 
     let pool = Arc::new(RenderPool::new(config.concurrency)?);
-    let consumer = Arc::new(Consumer {
-        amqp: config.amqp.clone(),
-        prefetch: config.prefetch,
-        job_timeout: config.job_timeout,
-        publisher,
-        ctx: Arc::new(JobContext {
+    let mut consumers = tokio::task::JoinSet::new();
+    if config.kinds.contains(&JobKind::Image) {
+        let consumer = Arc::new(Consumer {
+            amqp: config.amqp.clone(),
+            prefetch: config.prefetch,
+            job_timeout: config.job_timeout,
+            publisher: publisher.clone(),
             db: db.clone(),
-            storage,
-            render: config.render,
-            pool: pool.clone(),
-        }),
-    });
+            handler: Arc::new(JobContext {
+                db: db.clone(),
+                storage: storage.clone(),
+                render: config.render,
+                pool: pool.clone(),
+            }),
+        });
+        consumers.spawn(consumer.run(cancel.clone()));
+    }
+    let mut browsers = None;
+    if config.kinds.contains(&JobKind::Card) {
+        let cards = &config.cards;
+        let templates = Templates::load(&cards.templates_dir).with_context(|| {
+            format!(
+                "loading card templates from {}",
+                cards.templates_dir.display()
+            )
+        })?;
+        let pool_config = cards.pool.clone();
+        let browser_pool = BrowserPool::start(pool_config)
+            .await
+            .context("starting Chromium (KILN_CHROMIUM)")?;
+        tracing::info!(browsers = browser_pool.size(), templates = ?templates.names().collect::<Vec<_>>(), "card browsers ready");
+        browsers = Some(browser_pool.clone());
+        let consumer = Arc::new(Consumer {
+            amqp: config.amqp.clone(),
+            // One delivery per browser plus one waiting.
+            prefetch: (browser_pool.size() + 1) as u16,
+            job_timeout: config.job_timeout,
+            publisher: publisher.clone(),
+            db: db.clone(),
+            handler: Arc::new(CardContext {
+                db: db.clone(),
+                storage: storage.clone(),
+                templates: std::sync::RwLock::new(templates),
+                templates_dir: cards.templates_dir.clone(),
+                browsers: browser_pool,
+                encoders: pool.clone(),
+                render_timeout: cards.render_timeout,
+                jpeg_quality: cards.jpeg_quality,
+            }),
+        });
+        consumers.spawn(consumer.run(cancel.clone()));
+    }
     tracing::info!(
         concurrency = config.concurrency,
         prefetch = config.prefetch,
+        kinds = ?config.kinds,
         "kiln-worker starting"
     );
-    consumer.run(cancel.clone()).await;
+    while consumers.join_next().await.is_some() {}
     let _ = health_task.await;
+    if let Some(browsers) = browsers {
+        browsers.shutdown().await;
+    }
     tokio::task::spawn_blocking(move || pool.shutdown())
         .await
         .context("stopping the render threads")?;

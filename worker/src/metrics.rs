@@ -4,6 +4,10 @@ pub const RENDER_SECONDS: &str = "kiln_render_seconds";
 pub const STAGE_SECONDS: &str = "kiln_render_stage_seconds";
 pub const QUEUE_WAIT: &str = "kiln_queue_wait_seconds";
 pub const JOBS: &str = "kiln_jobs_total";
+pub const CARD_TIMEOUTS: &str = "kiln_card_render_timeouts_total";
+pub const CARD_BLOCKED_REQUESTS: &str = "kiln_card_blocked_requests_total";
+pub const BROWSER_STARTS: &str = "kiln_browser_starts_total";
+pub const BROWSER_RESTARTS: &str = "kiln_browser_restarts_total";
 
 pub fn describe() {
     use metrics::{describe_counter, describe_histogram, Unit};
@@ -17,6 +21,16 @@ pub fn describe() {
         QUEUE_WAIT,
         Unit::Seconds,
         "Time a job spent queued before a worker took it"
+    );
+    describe_counter!(CARD_TIMEOUTS, "Card renders that passed their timeout");
+    describe_counter!(
+        CARD_BLOCKED_REQUESTS,
+        "Requests from card pages to anything but their template's files, blocked"
+    );
+    describe_counter!(BROWSER_STARTS, "Chromium processes started");
+    describe_counter!(
+        BROWSER_RESTARTS,
+        "Chromium processes retired, by reason (recycled, failure, unhealthy, repeated timeouts)"
     );
     describe_counter!(
         JOBS,

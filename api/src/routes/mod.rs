@@ -11,13 +11,20 @@ use axum::Router;
 use crate::metrics as m;
 use crate::state::SharedState;
 
+mod card;
+mod card_preview;
 mod health;
 mod img;
 mod nginx;
 
 pub fn router(state: SharedState) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    if state.config.card_preview {
+        router = router.route("/card-preview/{*rest}", get(card_preview::preview));
+    }
+    router
         .route("/img/{*rest}", get(img::image))
+        .route("/card/{*rest}", get(card::card))
         .route("/resize/{*rest}", get(nginx::resize))
         .route("/crop/{*rest}", get(nginx::crop))
         .route("/healthz", get(health::healthz))

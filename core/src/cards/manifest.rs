@@ -143,7 +143,10 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!((m.width, m.height, m.public, m.scripts), (1200, 630, false, false));
+        assert_eq!(
+            (m.width, m.height, m.public, m.scripts),
+            (1200, 630, false, false)
+        );
         assert!(m.id.is_match("123"));
         assert!(!m.id.is_match("12a"), "patterns match the whole id");
         assert!(m.params["title"].required);

@@ -50,7 +50,9 @@ impl Templates {
         }
         let shared = read_tree(&cards.join(SHARED_DIR))?;
         let mut by_name = BTreeMap::new();
-        for entry in std::fs::read_dir(&cards).with_context(|| format!("reading {}", cards.display()))? {
+        for entry in
+            std::fs::read_dir(&cards).with_context(|| format!("reading {}", cards.display()))?
+        {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name == SHARED_DIR || !entry.file_type()?.is_dir() {
@@ -61,6 +63,28 @@ impl Templates {
             by_name.insert(name, Arc::new(template));
         }
         Ok(Self { by_name })
+    }
+
+    /// Reads one template from disk again (previews and edited templates).
+    /// `None` when `{root}/cards/{name}` is not a template directory.
+    pub fn load_template(root: &Path, name: &str) -> anyhow::Result<Option<CardTemplate>> {
+        let cards = root.join("cards");
+        let dir = cards.join(name);
+        if !valid_name(name) || name == SHARED_DIR || !dir.is_dir() {
+            return Ok(None);
+        }
+        let shared = read_tree(&cards.join(SHARED_DIR))?;
+        load_one(&dir, name, &shared)
+            .with_context(|| format!("card template {name:?}"))
+            .map(Some)
+    }
+
+    /// Replaces (or adds) one template, e.g. after [`Templates::load_template`].
+    pub fn insert(&mut self, template: CardTemplate) -> Arc<CardTemplate> {
+        let template = Arc::new(template);
+        self.by_name
+            .insert(template.name.clone(), Arc::clone(&template));
+        template
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<CardTemplate>> {
@@ -96,7 +120,8 @@ fn load_one(
     let manifest_text = files
         .get("manifest.toml")
         .context("manifest.toml is missing")?;
-    let manifest = Manifest::parse(std::str::from_utf8(manifest_text).context("manifest.toml is not UTF-8")?)?;
+    let manifest =
+        Manifest::parse(std::str::from_utf8(manifest_text).context("manifest.toml is not UTF-8")?)?;
     let html = files.get("card.html").context("card.html is missing")?;
     let html = String::from_utf8(html.to_vec()).context("card.html is not UTF-8")?;
     let default_bytes = files
@@ -203,7 +228,11 @@ mod tests {
     fn fixture() -> std::path::PathBuf {
         let root = std::env::temp_dir().join(format!("kiln-cards-{}", rand::random::<u64>()));
         write(&root, "cards/_shared/fonts/a.woff2", b"font");
-        write(&root, "cards/demo/manifest.toml", b"id = '[a-z]+'\ndefault_image = 'default.png'\n");
+        write(
+            &root,
+            "cards/demo/manifest.toml",
+            b"id = '[a-z]+'\ndefault_image = 'default.png'\n",
+        );
         write(&root, "cards/demo/card.html", b"<p>{{ id }}</p>");
         write(&root, "cards/demo/default.png", b"\x89PNG");
         write(&root, "cards/demo/img/logo.svg", b"<svg/>");
@@ -216,16 +245,43 @@ mod tests {
         let t = Templates::load(&root).unwrap();
         let demo = t.get("demo").unwrap();
         assert_eq!(demo.assets["img/logo.svg"].content_type, "image/svg+xml");
-        assert_eq!(demo.assets["_shared/fonts/a.woff2"].content_type, "font/woff2");
+        assert_eq!(
+            demo.assets["_shared/fonts/a.woff2"].content_type,
+            "font/woff2"
+        );
         assert_eq!(demo.default_image.content_type, "image/png");
         let before = demo.hash.clone();
 
         write(&root, "cards/_shared/fonts/a.woff2", b"font v2");
-        let after = Templates::load(&root).unwrap().get("demo").unwrap().hash.clone();
+        let after = Templates::load(&root)
+            .unwrap()
+            .get("demo")
+            .unwrap()
+            .hash
+            .clone();
         assert_ne!(before, after, "a shared asset edit changes the hash");
         write(&root, "cards/demo/card.html", b"<p>{{ id }}!</p>");
-        let edited = Templates::load(&root).unwrap().get("demo").unwrap().hash.clone();
+        let edited = Templates::load(&root)
+            .unwrap()
+            .get("demo")
+            .unwrap()
+            .hash
+            .clone();
         assert_ne!(after, edited, "a template edit changes the hash");
+        let reloaded = Templates::load_template(&root, "demo").unwrap().unwrap();
+        assert_eq!(
+            reloaded.hash, edited,
+            "one template reloads with the same hash"
+        );
+        assert!(Templates::load_template(&root, "_shared")
+            .unwrap()
+            .is_none());
+        assert!(Templates::load_template(&root, "../cards")
+            .unwrap()
+            .is_none());
+        assert!(Templates::load_template(&root, "missing")
+            .unwrap()
+            .is_none());
         std::fs::remove_dir_all(root).unwrap();
     }
 

@@ -190,7 +190,11 @@ mod tests {
         let b = CardSpec::check(&t, "12-34.jpeg", Some("title=Hi%20%3Cb%3E&tone=dark")).unwrap();
         assert_eq!(a.canonical(), b.canonical());
         assert_eq!(a.cache_key("h1"), b.cache_key("h1"));
-        assert_ne!(a.cache_key("h1"), a.cache_key("h2"), "template edits change the key");
+        assert_ne!(
+            a.cache_key("h1"),
+            a.cache_key("h2"),
+            "template edits change the key"
+        );
         let png = CardSpec::check(&t, "12-34.png", Some("title=Hi")).unwrap();
         assert_ne!(png.cache_key("h1"), a.cache_key("h1"));
     }
@@ -206,9 +210,15 @@ mod tests {
         assert_eq!(check("12-34.jpg", "title=a&tone=neon"), Invalid::Param);
         assert_eq!(check("12-34.jpg", "title=a&title=b"), Invalid::Param);
         assert_eq!(check("12-34.jpg", "title=a%0A"), Invalid::Param);
-        assert_eq!(check("12-34.jpg", "title=a&avatar=..%2Fetc"), Invalid::Param);
+        assert_eq!(
+            check("12-34.jpg", "title=a&avatar=..%2Fetc"),
+            Invalid::Param
+        );
         assert_eq!(check("12-34.jpg", "title=a&x=1"), Invalid::UnknownParam);
         assert_eq!(check("12-34.jpg", "tone=dark"), Invalid::MissingParam);
-        assert_eq!(CardSpec::check(&t, "12-34.jpg", None).unwrap_err(), Invalid::MissingParam);
+        assert_eq!(
+            CardSpec::check(&t, "12-34.jpg", None).unwrap_err(),
+            Invalid::MissingParam
+        );
     }
 }

@@ -14,7 +14,7 @@ use kiln_core::options::ImageOptions;
 use kiln_core::renditions::{self, Status};
 use kiln_core::storage::{Storage, StorageError};
 
-use crate::jobs::JobError;
+use crate::jobs::{JobError, JobHandler};
 use crate::metrics as m;
 use crate::render;
 use crate::render_pool::RenderPool;
@@ -26,6 +26,24 @@ pub struct JobContext {
     pub render: render::Settings,
     /// Runs renders, as many at once as the configured concurrency.
     pub pool: Arc<RenderPool>,
+}
+
+impl JobHandler for JobContext {
+    type Job = ImageJob;
+    const KIND: kiln_core::job::JobKind = kiln_core::job::JobKind::Image;
+
+    fn cache_key(job: &ImageJob) -> &str {
+        &job.cache_key
+    }
+    fn attempt(job: &mut ImageJob) -> &mut u32 {
+        &mut job.attempt
+    }
+    fn enqueued_at_ms(job: &ImageJob) -> Option<u64> {
+        job.enqueued_at_ms
+    }
+    async fn run(&self, job: &ImageJob) -> Result<(), JobError> {
+        run(self, job).await
+    }
 }
 
 #[tracing::instrument(skip_all, fields(cache_key = %job.cache_key, source = %job.source_key, attempt = job.attempt))]

@@ -20,7 +20,7 @@ use kiln_core::options::{CropRect, FormatChoice, ImageOptions};
 mod color;
 mod decode;
 mod effects;
-mod encode;
+pub mod encode;
 pub mod geometry;
 mod jpeg_header;
 mod orient;

@@ -1,0 +1,235 @@
+//! The card job: render the template's HTML, load it in a warm browser,
+//! capture it, encode, upload, mark ready. A render past its timeout is a
+//! permanent failure recorded as 504 (the api answers the default image); a
+//! browser that crashed or lost its connection makes the job transient, so it
+//! is retried on a restarted browser and never lost.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use sqlx::PgPool;
+
+use kiln_core::cards::{Asset, CardTemplate, Templates};
+use kiln_core::format::OutputFormat;
+use kiln_core::job::{CardJob, JobKind};
+use kiln_core::renditions::{self, Status};
+use kiln_core::storage::{Storage, StorageError};
+
+use crate::card_html;
+use crate::chromium::{BrowserPool, Capture, PageContent, TabError};
+use crate::jobs::{JobError, JobHandler};
+use crate::metrics as m;
+use crate::render::encode::{encode, EncodeParams};
+use crate::render_pool::RenderPool;
+
+/// Largest original a card may embed.
+const LARGEST_ORIGINAL: u64 = 16 * 1024 * 1024;
+
+pub struct CardContext {
+    pub db: PgPool,
+    pub storage: Storage,
+    /// Loaded at start-up; one is read again when a job names another version.
+    pub templates: RwLock<Templates>,
+    pub templates_dir: PathBuf,
+    pub browsers: Arc<BrowserPool>,
+    /// CPU work (PNG and WebP encoding) off the async runtime.
+    pub encoders: Arc<RenderPool>,
+    pub render_timeout: Duration,
+    pub jpeg_quality: u8,
+}
+
+impl JobHandler for CardContext {
+    type Job = CardJob;
+    const KIND: JobKind = JobKind::Card;
+
+    fn cache_key(job: &CardJob) -> &str {
+        &job.cache_key
+    }
+    fn attempt(job: &mut CardJob) -> &mut u32 {
+        &mut job.attempt
+    }
+    fn enqueued_at_ms(job: &CardJob) -> Option<u64> {
+        job.enqueued_at_ms
+    }
+    async fn run(&self, job: &CardJob) -> Result<(), JobError> {
+        run(self, job).await
+    }
+}
+
+#[tracing::instrument(skip_all, fields(cache_key = %job.cache_key, template = %job.template, attempt = job.attempt))]
+async fn run(ctx: &CardContext, job: &CardJob) -> Result<(), JobError> {
+    let row = renditions::find(&ctx.db, &job.cache_key)
+        .await
+        .context("reading the rendition row")?;
+    if row.map(|r| r.status) != Some(Status::Pending) {
+        tracing::info!("card already finished or released; nothing to do");
+        return Ok(());
+    }
+    tracing::info!("rendering card");
+    let started = Instant::now();
+    let bytes = render(ctx, job).await?;
+    let rendered = started.elapsed();
+    let content_type = job.format.content_type();
+    let size = bytes.len() as u64;
+    ctx.storage
+        .put_rendition(&job.object_key, Bytes::from(bytes), content_type)
+        .await
+        .context("uploading the card")?;
+    renditions::mark_ready(&ctx.db, &job.cache_key, content_type, size)
+        .await
+        .context("marking the card ready")?;
+    metrics::histogram!(m::STAGE_SECONDS, "kind" => "card", "stage" => "render")
+        .record(rendered.as_secs_f64());
+    metrics::histogram!(m::RENDER_SECONDS, "kind" => "card")
+        .record(started.elapsed().as_secs_f64());
+    tracing::info!(
+        render_ms = rendered.as_millis() as u64,
+        bytes = size,
+        "card ready"
+    );
+    Ok(())
+}
+
+/// Renders a card to encoded bytes (also what previews answer with).
+pub async fn render(ctx: &CardContext, job: &CardJob) -> Result<Vec<u8>, JobError> {
+    let template = template_version(ctx, &job.template, &job.template_hash).await?;
+    let html = card_html::render(&template, &job.id, &job.params).map_err(|e| {
+        tracing::warn!("template error: {e:#}");
+        JobError::Permanent {
+            http_status: 422,
+            message: "card template failed to render".into(),
+        }
+    })?;
+    let content = Arc::new(PageContent {
+        template,
+        originals: fetch_originals(ctx, job).await?,
+    });
+    let capture = match job.format {
+        OutputFormat::Jpeg => Capture::Jpeg(ctx.jpeg_quality),
+        _ => Capture::Png,
+    };
+    let shot = match ctx
+        .browsers
+        .render(content, html, capture, ctx.render_timeout)
+        .await
+    {
+        Ok(shot) => shot,
+        Err(TabError::Timeout) => {
+            return Err(JobError::Permanent {
+                http_status: 504,
+                message: "card render timed out".into(),
+            })
+        }
+        Err(TabError::Broken(err)) => return Err(JobError::Transient(err)),
+    };
+    match job.format {
+        OutputFormat::Jpeg => Ok(shot),
+        format => reencode(ctx, shot, format).await,
+    }
+}
+
+/// The template at the version the api hashed. When the job names another
+/// version (an edited template being previewed, or a deploy in progress) the
+/// template is read from disk again; if the files still differ the job is
+/// retried, so a worker never caches a card from files the api did not see.
+async fn template_version(
+    ctx: &CardContext,
+    name: &str,
+    hash: &str,
+) -> Result<Arc<CardTemplate>, JobError> {
+    let known = ctx
+        .templates
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(name)
+        .cloned();
+    if let Some(template) = known.filter(|t| t.hash == hash) {
+        return Ok(template);
+    }
+    let root = ctx.templates_dir.clone();
+    let owned = name.to_owned();
+    let loaded = tokio::task::spawn_blocking(move || Templates::load_template(&root, &owned))
+        .await
+        .context("template loader thread")?;
+    match loaded {
+        Ok(Some(template)) if template.hash == hash => Ok(ctx
+            .templates
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(template)),
+        Ok(Some(_)) => Err(JobError::Transient(anyhow::anyhow!(
+            "template {name} differs from the api's version"
+        ))),
+        Ok(None) => Err(JobError::Permanent {
+            http_status: 422,
+            message: "unknown card template".into(),
+        }),
+        Err(err) => Err(JobError::Transient(
+            err.context("reloading a card template"),
+        )),
+    }
+}
+
+/// Chromium's fast PNG is large; the worker's encoders make the delivered file.
+async fn reencode(
+    ctx: &CardContext,
+    png: Vec<u8>,
+    format: OutputFormat,
+) -> Result<Vec<u8>, JobError> {
+    let encoded = ctx
+        .encoders
+        .run(move || {
+            let image = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+                .context("decoding the capture")?;
+            let params = EncodeParams {
+                format,
+                quality: None,
+                background: None,
+                avif_speed: 8,
+            };
+            encode(&image, &params).map_err(|e| anyhow::anyhow!("encoding the card: {e}"))
+        })
+        .await
+        .context("encoder thread")?;
+    encoded.map_err(JobError::Transient)
+}
+
+async fn fetch_originals(
+    ctx: &CardContext,
+    job: &CardJob,
+) -> Result<HashMap<String, Asset>, JobError> {
+    let mut out = HashMap::new();
+    for (key, etag) in &job.originals {
+        match ctx.storage.get_original(key, etag, LARGEST_ORIGINAL).await {
+            Ok(bytes) => {
+                let content_type = match image::guess_format(&bytes) {
+                    Ok(image::ImageFormat::Png) => "image/png",
+                    Ok(image::ImageFormat::Jpeg) => "image/jpeg",
+                    Ok(image::ImageFormat::WebP) => "image/webp",
+                    Ok(image::ImageFormat::Gif) => "image/gif",
+                    // Not an image: the page gets nothing for it.
+                    _ => continue,
+                };
+                out.insert(
+                    key.clone(),
+                    Asset {
+                        bytes,
+                        content_type,
+                    },
+                );
+            }
+            // Replaced or deleted since the request: the card renders without it.
+            Err(StorageError::NotFound | StorageError::Changed) => {}
+            Err(err) => {
+                return Err(JobError::Transient(
+                    anyhow::Error::new(err).context("fetching an original for a card"),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
