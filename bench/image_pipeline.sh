@@ -18,15 +18,9 @@
 SECONDS_EACH="${1:-5}"
 THREADS="${2:-$(nproc)}"
 apt_install libvips-tools time
-command -v npm >/dev/null || apt_install nodejs npm
 cd "$KILN_ROOT"
-SHARP_HOME="${KILN_SHARP_HOME:-$HOME/.cache/kiln-bench}"
-if [ ! -d "$SHARP_HOME/node_modules/sharp" ]; then
-  log "installing sharp into $SHARP_HOME"
-  mkdir -p "$SHARP_HOME"
-  (cd "$SHARP_HOME" && { [ -f package.json ] || npm init -y >/dev/null; } && npm install --silent sharp@0.34)
-fi
-export SHARP_DIR="$SHARP_HOME/node_modules"
+SHARP_DIR="$(ensure_node_package sharp@0.34)"
+export SHARP_DIR
 cargo build --release --quiet -p kiln-worker --example image_bench
 BENCH="$CARGO_TARGET_DIR/release/examples/image_bench"
 INPUTS="${KILN_BENCH_INPUTS:-$HOME/.cache/kiln-bench/inputs}"

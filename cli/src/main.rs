@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! kiln sign OPTIONS SOURCE        print a signed /img/ URL
+//! kiln sign-card CARD             print a signed /card/ URL
 //! kiln upload FILE [KEY]          put an original into the originals bucket
 //! ```
 //! Reads `.kiln/local.env` (written by `deploy/local/up.sh`) and the environment.
@@ -16,6 +17,8 @@ use kiln_core::storage::Storage;
 
 const USAGE: &str = "usage:
   kiln sign OPTIONS SOURCE     print a signed URL, e.g. kiln sign 800x600,f:webp photos/cat.jpg
+  kiln sign-card CARD          print a signed card URL, e.g.
+                               kiln sign-card 'article/hello.jpg?title=Hello%20world&author=Ada'
   kiln upload FILE [KEY]       upload an original (KEY defaults to the file name)
   kiln sample-image PATH [WxH] write a sample JPEG (default 1600x900; used by up.sh and bench/)";
 
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
         .as_slice()
     {
         ["sign", options, source] => sign(options, source),
+        ["sign-card", card] => sign_card(card),
         ["upload", file] => upload(file, None),
         ["upload", file, key] => upload(file, Some(key)),
         ["sample-image", path] => sample_image(path, "1600x900"),
@@ -65,6 +69,22 @@ fn sign(options: &str, source: &str) -> anyhow::Result<()> {
         .context("no signing key configured")?;
     let base = var_or("KILN_PUBLIC_URL", "http://127.0.0.1:8080");
     println!("{}/img/{signature}/{payload}", base.trim_end_matches('/'));
+    Ok(())
+}
+
+/// Signs `{template}/{id}.{ext}[?query]` (query as it will be sent, already
+/// percent-encoded).
+fn sign_card(card: &str) -> anyhow::Result<()> {
+    let path = card.split('?').next().unwrap_or_default();
+    if path.split('/').count() != 2 || !path.contains('.') {
+        bail!("expected TEMPLATE/ID.EXT[?k=v&...], e.g. article/hello.jpg?title=Hi");
+    }
+    let payload = card.trim_end_matches('?');
+    let signature = SigningConfig::from_env()?
+        .sign(payload)
+        .context("no signing key configured")?;
+    let base = var_or("KILN_PUBLIC_URL", "http://127.0.0.1:8080");
+    println!("{}/card/{signature}/{payload}", base.trim_end_matches('/'));
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 pub enum JobKind {
     Image,
     Card,
+    Captcha,
 }
 
 impl JobKind {
@@ -15,6 +16,7 @@ impl JobKind {
         match self {
             Self::Image => "image",
             Self::Card => "card",
+            Self::Captcha => "captcha",
         }
     }
 }
@@ -39,8 +41,8 @@ pub struct ImageJob {
     pub enqueued_at_ms: Option<u64>,
 }
 
-/// Render one social card. Preview jobs carry no cache key: the worker
-/// answers them on the message's `reply_to` and stores nothing.
+/// Render one social card. Previews are ordinary jobs under a one-off cache
+/// key; the api deletes their object and row once it has answered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CardJob {
     pub cache_key: String,
@@ -61,6 +63,23 @@ pub struct CardJob {
 }
 
 impl CardJob {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// Draw a new captcha into one pool slot (after it was consumed, or to fill
+/// the pool).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptchaJob {
+    pub slot: String,
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    #[serde(default)]
+    pub enqueued_at_ms: Option<u64>,
+}
+
+impl CaptchaJob {
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }

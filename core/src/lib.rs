@@ -3,6 +3,8 @@
 //! Postgres, RabbitMQ and S3.
 
 pub mod cache_key;
+pub mod captcha;
+pub mod captcha_pool;
 pub mod cards;
 pub mod config;
 pub mod db;

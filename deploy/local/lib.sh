@@ -200,16 +200,34 @@ ensure_garage() {
   export KILN_S3_ENDPOINT="http://127.0.0.1:$GARAGE_S3_PORT" KILN_S3_ACCESS_KEY_ID KILN_S3_SECRET_ACCESS_KEY
 }
 
-# Writes .kiln/local.env, keeping this checkout's signing keys across runs.
+# Benchmarks' Node.js peers live in one directory outside the clone.
+BENCH_NODE_HOME="${KILN_BENCH_NODE_HOME:-${KILN_SHARP_HOME:-$HOME/.cache/kiln-bench}}"
+
+# Installs an npm package (name@version) for a benchmark peer, once; prints
+# the node_modules directory.
+ensure_node_package() { # name@version
+  command -v npm >/dev/null || apt_install nodejs npm
+  local name="${1%@*}"
+  if [ ! -d "$BENCH_NODE_HOME/node_modules/$name" ]; then
+    log "installing $1 into $BENCH_NODE_HOME" >&2
+    mkdir -p "$BENCH_NODE_HOME"
+    (cd "$BENCH_NODE_HOME" && { [ -f package.json ] || npm init -y >/dev/null; } && npm install --silent "$1") >&2
+  fi
+  echo "$BENCH_NODE_HOME/node_modules"
+}
+
+# Writes .kiln/local.env, keeping this checkout's signing keys and captcha salt across runs.
 write_local_env() {
   mkdir -p "$KILN_RUN_DIR"
-  local signing="" nginx_secret=""
+  local signing="" nginx_secret="" captcha_salt=""
   if [ -f "$KILN_ENV" ]; then
     signing="$(sed -n 's/^KILN_SIGNING_KEYS=//p' "$KILN_ENV")"
+    captcha_salt="$(sed -n 's/^KILN_CAPTCHA_SALT=//p' "$KILN_ENV")"
     nginx_secret="$(sed -n "s/^KILN_NGINX_SECURE_LINK_MD5='\$uri \(.*\)'$/\1/p" "$KILN_ENV")"
   fi
   [ -n "$signing" ] || signing="$(random_hex 32)"
   [ -n "$nginx_secret" ] || nginx_secret="$(random_hex 16)"
+  [ -n "$captcha_salt" ] || captcha_salt="$(random_hex 32)"
   cat >"$KILN_ENV.tmp" <<EOT
 # Written by deploy/local/up.sh; read by kiln, kiln-api and kiln-worker.
 # Variables set in the environment take precedence over this file.
@@ -222,6 +240,7 @@ KILN_S3_SECRET_ACCESS_KEY=$KILN_S3_SECRET_ACCESS_KEY
 KILN_S3_ORIGINALS_BUCKET=kiln-originals
 KILN_S3_CACHE_BUCKET=kiln-cache
 KILN_SIGNING_KEYS=$signing
+KILN_CAPTCHA_SALT=$captcha_salt
 KILN_NGINX_SECURE_LINK_MD5='\$uri $nginx_secret'
 KILN_PUBLIC_URL=http://127.0.0.1:${KILN_API_PORT:-8080}
 KILN_LISTEN=127.0.0.1:${KILN_API_PORT:-8080}

@@ -105,6 +105,10 @@ impl TestEnv {
             ("KILN_S3_CACHE_BUCKET", s3_config.cache_bucket.clone()),
             ("KILN_S3_CACHE_PREFIX", env.cache_prefix.clone()),
             ("KILN_SIGNING_KEYS", SIGNING_KEY.to_owned()),
+            (
+                "KILN_CAPTCHA_SALT",
+                "test-captcha-salt-0123456789".to_owned(),
+            ),
             ("KILN_NGINX_SECURE_LINK_MD5", NGINX_EXPRESSION.to_owned()),
             ("KILN_LISTEN", "127.0.0.1:0".to_owned()),
             ("KILN_WORKER_LISTEN", "127.0.0.1:0".to_owned()),

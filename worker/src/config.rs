@@ -9,6 +9,7 @@ use anyhow::{bail, Context as _};
 use kiln_core::job::JobKind;
 
 use crate::chromium::PoolConfig;
+use kiln_core::captcha::CaptchaConfig;
 use kiln_core::config::{
     millis_or, parse_or, var_or, AmqpConfig, DbConfig, S3Config, SourceLimits,
 };
@@ -36,9 +37,11 @@ pub struct WorkerConfig {
     /// Health and metrics listener.
     pub listen: SocketAddr,
     pub render: crate::render::Settings,
-    /// Job kinds this worker consumes (`KILN_WORKER_KINDS`, default `image,card`).
+    /// Job kinds this worker consumes (`KILN_WORKER_KINDS`, default `image,card,captcha`).
     pub kinds: Vec<JobKind>,
     pub cards: CardSettings,
+    /// Set when the worker draws captchas.
+    pub captcha: Option<CaptchaConfig>,
     pub db: DbConfig,
     pub amqp: AmqpConfig,
     pub s3: S3Config,
@@ -62,12 +65,15 @@ impl WorkerConfig {
         }
         let listen = var_or("KILN_WORKER_LISTEN", "127.0.0.1:9091");
         let mut kinds = Vec::new();
-        for name in var_or("KILN_WORKER_KINDS", "image,card").split(',') {
+        for name in var_or("KILN_WORKER_KINDS", "image,card,captcha").split(',') {
             match name.trim() {
                 "image" => kinds.push(JobKind::Image),
                 "card" => kinds.push(JobKind::Card),
+                "captcha" => kinds.push(JobKind::Captcha),
                 "" => {}
-                other => bail!("KILN_WORKER_KINDS: unknown job kind {other:?} (image, card)"),
+                other => {
+                    bail!("KILN_WORKER_KINDS: unknown job kind {other:?} (image, card, captcha)")
+                }
             }
         }
         if kinds.is_empty() {
@@ -103,6 +109,11 @@ impl WorkerConfig {
             render: crate::render::Settings {
                 limits: SourceLimits::from_env()?,
                 avif_speed,
+            },
+            captcha: if kinds.contains(&JobKind::Captcha) {
+                Some(CaptchaConfig::from_env()?)
+            } else {
+                None
             },
             kinds,
             cards,

@@ -19,8 +19,6 @@ use tokio_util::sync::CancellationToken;
 use kiln_core::config::AmqpConfig;
 use kiln_core::job::{now_ms, PRIORITY_ON_DEMAND};
 use kiln_core::queue::{self, Publisher, Topology};
-use kiln_core::renditions;
-use sqlx::PgPool;
 
 use crate::jobs::{JobError, JobHandler};
 use crate::metrics as m;
@@ -30,8 +28,6 @@ pub struct Consumer<H: JobHandler> {
     pub prefetch: u16,
     pub job_timeout: Duration,
     pub handler: Arc<H>,
-    /// Records permanent failures and releases claims.
-    pub db: PgPool,
     /// Publishes retries and dead letters.
     pub publisher: Arc<Publisher>,
 }
@@ -141,9 +137,9 @@ impl<H: JobHandler> Consumer<H> {
             }) => {
                 tracing::info!(http_status, %message, cache_key = %H::cache_key(&job), "rendition failed permanently");
                 metrics::counter!(m::JOBS, "kind" => kind, "outcome" => "failed").increment(1);
-                renditions::mark_failed(&self.db, H::cache_key(&job), http_status, &message)
+                self.handler
+                    .record_failure(&job, http_status, &message)
                     .await
-                    .context("recording the failure")
             }
             Err(JobError::Transient(err)) => self.retry_or_dead_letter(topology, job, err).await,
         };
@@ -189,11 +185,7 @@ impl<H: JobHandler> Consumer<H> {
         self.publisher
             .publish(&topology.dead_queue(H::KIND), &to_json(&job), 0)
             .await?;
-        // Not a property of the input: forget the claim so a later request tries afresh.
-        renditions::release(&self.db, &cache_key)
-            .await
-            .context("releasing the claim")?;
-        Ok(())
+        self.handler.give_up(&job).await
     }
 
     async fn dead_letter_raw(&self, topology: &Topology, delivery: &Delivery) {

@@ -2,6 +2,7 @@
 //! image benchmark (`examples/image_bench.rs`) drives the render pipeline
 //! directly.
 
+pub mod captcha;
 pub mod card_html;
 pub mod chromium;
 pub mod config;

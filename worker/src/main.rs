@@ -12,10 +12,13 @@ use kiln_core::queue::Publisher;
 use kiln_core::storage::Storage;
 use kiln_core::{db, env_file, shutdown, telemetry};
 
+use kiln_core::captcha_pool;
 use kiln_core::cards::Templates;
+use kiln_worker::captcha::{refill, Fonts};
 use kiln_worker::chromium::BrowserPool;
 use kiln_worker::config::WorkerConfig;
 use kiln_worker::consumer::Consumer;
+use kiln_worker::jobs::captcha::CaptchaContext;
 use kiln_worker::jobs::card::CardContext;
 use kiln_worker::jobs::image::JobContext;
 use kiln_worker::render_pool::RenderPool;
@@ -83,13 +86,39 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
             prefetch: config.prefetch,
             job_timeout: config.job_timeout,
             publisher: publisher.clone(),
-            db: db.clone(),
             handler: Arc::new(JobContext {
                 db: db.clone(),
                 storage: storage.clone(),
                 render: config.render,
                 pool: pool.clone(),
             }),
+        });
+        consumers.spawn(consumer.run(cancel.clone()));
+    }
+    if let Some(captcha) = &config.captcha {
+        let fonts_dir = config.cards.templates_dir.join("captcha/fonts");
+        let fonts = Fonts::load(&fonts_dir)?;
+        fonts.check_covers(&captcha.alphabet)?;
+        captcha_pool::ensure_slots(&db, captcha.slot_digits)
+            .await
+            .context("creating the captcha pool's slots")?;
+        let context = Arc::new(CaptchaContext {
+            db: db.clone(),
+            config: Arc::new(captcha.clone()),
+            fonts: Arc::new(fonts),
+            encoders: pool.clone(),
+        });
+        consumers.spawn(refill::run(
+            context.clone(),
+            config.concurrency * 4,
+            cancel.clone(),
+        ));
+        let consumer = Arc::new(Consumer {
+            amqp: config.amqp.clone(),
+            prefetch: config.prefetch,
+            job_timeout: config.job_timeout,
+            publisher: publisher.clone(),
+            handler: context,
         });
         consumers.spawn(consumer.run(cancel.clone()));
     }
@@ -114,7 +143,6 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
             prefetch: (browser_pool.size() + 1) as u16,
             job_timeout: config.job_timeout,
             publisher: publisher.clone(),
-            db: db.clone(),
             handler: Arc::new(CardContext {
                 db: db.clone(),
                 storage: storage.clone(),

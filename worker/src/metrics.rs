@@ -8,6 +8,9 @@ pub const CARD_TIMEOUTS: &str = "kiln_card_render_timeouts_total";
 pub const CARD_BLOCKED_REQUESTS: &str = "kiln_card_blocked_requests_total";
 pub const BROWSER_STARTS: &str = "kiln_browser_starts_total";
 pub const BROWSER_RESTARTS: &str = "kiln_browser_restarts_total";
+pub const CAPTCHAS_GENERATED: &str = "kiln_captchas_generated_total";
+pub const CAPTCHA_POOL_READY: &str = "kiln_captcha_pool_ready";
+pub const CAPTCHA_POOL_SLOTS: &str = "kiln_captcha_pool_slots";
 
 pub fn describe() {
     use metrics::{describe_counter, describe_histogram, Unit};

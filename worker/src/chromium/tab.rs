@@ -43,6 +43,8 @@ const SETTLE: &str = "void document.documentElement.getBoundingClientRect(); \
 pub enum Capture {
     /// Chromium's own JPEG encoder at this quality (the fastest path).
     Jpeg(u8),
+    /// Chromium's WebP encoder at this quality.
+    Webp(u8),
     /// A fast, large PNG, re-encoded by the worker.
     Png,
 }
@@ -164,6 +166,10 @@ impl Tab {
         match capture {
             Capture::Jpeg(quality) => {
                 shot.format = Some(CaptureScreenshotFormat::Jpeg);
+                shot.quality = Some(i64::from(quality));
+            }
+            Capture::Webp(quality) => {
+                shot.format = Some(CaptureScreenshotFormat::Webp);
                 shot.quality = Some(i64::from(quality));
             }
             Capture::Png => {

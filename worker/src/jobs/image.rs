@@ -44,6 +44,17 @@ impl JobHandler for JobContext {
     async fn run(&self, job: &ImageJob) -> Result<(), JobError> {
         run(self, job).await
     }
+    async fn record_failure(
+        &self,
+        job: &ImageJob,
+        http_status: u16,
+        message: &str,
+    ) -> anyhow::Result<()> {
+        super::rendition_outcome::failed(&self.db, &job.cache_key, http_status, message).await
+    }
+    async fn give_up(&self, job: &ImageJob) -> anyhow::Result<()> {
+        super::rendition_outcome::released(&self.db, &job.cache_key).await
+    }
 }
 
 #[tracing::instrument(skip_all, fields(cache_key = %job.cache_key, source = %job.source_key, attempt = job.attempt))]

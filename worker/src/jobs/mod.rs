@@ -1,5 +1,6 @@
 //! Job handlers, one module per kind, and how their failures are classified.
 
+pub mod captcha;
 pub mod card;
 pub mod image;
 
@@ -27,4 +28,38 @@ pub trait JobHandler: Send + Sync + 'static {
     fn attempt(job: &mut Self::Job) -> &mut u32;
     fn enqueued_at_ms(job: &Self::Job) -> Option<u64>;
     fn run(&self, job: &Self::Job) -> impl Future<Output = Result<(), JobError>> + Send;
+    /// Remembers a permanent failure (renditions: on the row, answered at once).
+    fn record_failure(
+        &self,
+        job: &Self::Job,
+        http_status: u16,
+        message: &str,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Retries are exhausted: undo whatever claim the job held.
+    fn give_up(&self, job: &Self::Job) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// `record_failure` and `give_up` for jobs that render a `renditions` row.
+pub(crate) mod rendition_outcome {
+    use anyhow::Context as _;
+    use kiln_core::renditions;
+    use sqlx::PgPool;
+
+    pub async fn failed(
+        db: &PgPool,
+        cache_key: &str,
+        http_status: u16,
+        message: &str,
+    ) -> anyhow::Result<()> {
+        renditions::mark_failed(db, cache_key, http_status, message)
+            .await
+            .context("recording the failure")
+    }
+
+    /// Not a property of the input: forget the claim so a later request tries afresh.
+    pub async fn released(db: &PgPool, cache_key: &str) -> anyhow::Result<()> {
+        renditions::release(db, cache_key)
+            .await
+            .context("releasing the claim")
+    }
 }

@@ -1,0 +1,46 @@
+//! Keeps the captcha pool full: every worker that handles captchas claims
+//! empty slots in small batches (`FOR UPDATE SKIP LOCKED`, so workers never
+//! collide) and draws them, until none is left; then checks again shortly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use kiln_core::captcha_pool;
+
+use crate::jobs::captcha::{CaptchaContext, STALE_CLAIM_SECS};
+use crate::metrics as m;
+
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+pub async fn run(ctx: Arc<CaptchaContext>, batch: usize, cancel: CancellationToken) {
+    loop {
+        let claimed = match captcha_pool::claim_batch(&ctx.db, batch as i64, STALE_CLAIM_SECS).await
+        {
+            Ok(slots) => slots,
+            Err(err) => {
+                tracing::warn!(%err, "captcha refill: cannot claim slots");
+                Vec::new()
+            }
+        };
+        let fills = claimed.iter().map(|slot| ctx.fill_claimed(slot));
+        for result in futures_util::future::join_all(fills).await {
+            if let Err(err) = result {
+                tracing::warn!("captcha refill: {err:#}");
+            }
+        }
+        if let Ok((ready, total)) = captcha_pool::counts(&ctx.db).await {
+            metrics::gauge!(m::CAPTCHA_POOL_READY).set(ready as f64);
+            metrics::gauge!(m::CAPTCHA_POOL_SLOTS).set(total as f64);
+        }
+        if claimed.is_empty() {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(IDLE_CHECK) => {}
+            }
+        } else if cancel.is_cancelled() {
+            return;
+        }
+    }
+}
