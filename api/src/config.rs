@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use axum::http::StatusCode;
+use kiln_core::captcha::CaptchaConfig;
 use kiln_core::config::{
     bool_or, millis_or, parse_or, var_opt, var_or, AmqpConfig, DbConfig, S3Config, SigningConfig,
     SourceLimits,
@@ -49,6 +50,13 @@ pub struct ApiConfig {
     pub templates_dir: std::path::PathBuf,
     /// `/card-preview/…` for template authors (`KILN_CARD_PREVIEW`, default off).
     pub card_preview: bool,
+    /// Captcha codes, keys and pool size (`KILN_CAPTCHA_*`).
+    pub captcha: CaptchaConfig,
+    /// Per client address: captchas issued and answers checked per minute.
+    pub captcha_rate: (u32, u32),
+    pub verify_rate: (u32, u32),
+    /// Lifetime of presigned download URLs (`KILN_DOWNLOAD_TTL_SECS`, 60).
+    pub download_ttl: Duration,
     pub db: DbConfig,
     pub amqp: AmqpConfig,
     pub s3: S3Config,
@@ -106,6 +114,16 @@ impl ApiConfig {
                 .map_err(|e| anyhow::anyhow!("KILN_AUTO_FORMATS: {e}"))?,
             templates_dir: var_or("KILN_TEMPLATES_DIR", "templates").into(),
             card_preview: bool_or("KILN_CARD_PREVIEW", false)?,
+            captcha: CaptchaConfig::from_env()?,
+            captcha_rate: (
+                parse_or("KILN_CAPTCHA_RATE_PER_MINUTE", 60)?,
+                parse_or("KILN_CAPTCHA_BURST", 20)?,
+            ),
+            verify_rate: (
+                parse_or("KILN_VERIFY_RATE_PER_MINUTE", 20)?,
+                parse_or("KILN_VERIFY_BURST", 10)?,
+            ),
+            download_ttl: Duration::from_secs(parse_or("KILN_DOWNLOAD_TTL_SECS", 60u64)?),
             db: DbConfig::from_env()?,
             amqp: AmqpConfig::from_env()?,
             s3: S3Config::from_env()?,

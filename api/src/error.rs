@@ -29,6 +29,8 @@ pub enum ApiError {
     NotReadyYet { retry_after: u64 },
     #[error("server is busy, retry shortly")]
     Overloaded { retry_after: u64 },
+    #[error("too many requests, retry later")]
+    RateLimited { retry_after: u64 },
     #[error("service temporarily unavailable, retry shortly")]
     Dependency {
         retry_after: u64,
@@ -57,6 +59,7 @@ impl ApiError {
             Self::NotReadyYet { .. } | Self::Overloaded { .. } | Self::Dependency { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -73,9 +76,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = match &self {
-            Self::NotReadyYet { retry_after } | Self::Overloaded { retry_after } => {
-                Some(*retry_after)
-            }
+            Self::NotReadyYet { retry_after }
+            | Self::Overloaded { retry_after }
+            | Self::RateLimited { retry_after } => Some(*retry_after),
             Self::Dependency { retry_after, cause } => {
                 tracing::warn!(error = format!("{cause:#}"), "dependency failure");
                 Some(*retry_after)

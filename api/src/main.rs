@@ -19,12 +19,14 @@ mod delivery;
 mod error;
 mod hot_cache;
 mod metrics;
+mod rate_limit;
 mod rendition;
 mod routes;
 mod state;
 mod waiters;
 
 use config::ApiConfig;
+use rate_limit::RateLimiter;
 use state::AppState;
 use waiters::Waiters;
 
@@ -93,7 +95,12 @@ async fn run(config: ApiConfig) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         templates,
         storage: Storage::new(config.s3.clone()),
-        publisher: Publisher::new(config.amqp.clone(), vec![JobKind::Image, JobKind::Card]),
+        publisher: Publisher::new(
+            config.amqp.clone(),
+            vec![JobKind::Image, JobKind::Card, JobKind::Captcha],
+        ),
+        captcha_issue_limit: RateLimiter::new(config.captcha_rate.0, config.captcha_rate.1),
+        captcha_verify_limit: RateLimiter::new(config.verify_rate.0, config.verify_rate.1),
         wait_slots: Semaphore::new(config.max_waiting),
         hot: Default::default(),
         waiters,

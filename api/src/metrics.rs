@@ -9,6 +9,10 @@ pub const WAIT_TIMEOUTS: &str = "kiln_miss_wait_timeouts_total";
 pub const PUBLISH_FAILURES: &str = "kiln_publish_failures_total";
 pub const JOBS_QUEUED: &str = "kiln_jobs_queued_total";
 pub const CARD_DEFAULTS: &str = "kiln_card_defaults_total";
+pub const CAPTCHAS_SERVED: &str = "kiln_captchas_served_total";
+pub const CAPTCHA_POOL_EXHAUSTED: &str = "kiln_captcha_pool_exhausted_total";
+pub const CAPTCHA_VERIFICATIONS: &str = "kiln_captcha_verifications_total";
+pub const RATE_LIMITED: &str = "kiln_rate_limited_total";
 
 pub fn describe() {
     use metrics::{describe_counter, describe_histogram, Unit};
@@ -34,6 +38,19 @@ pub fn describe() {
     describe_counter!(WAIT_TIMEOUTS, "Misses that outwaited the bound and got 503");
     describe_counter!(PUBLISH_FAILURES, "Render jobs that could not be published");
     describe_counter!(JOBS_QUEUED, "Render jobs published, by kind");
+    describe_counter!(CAPTCHAS_SERVED, "Captchas served from the pool");
+    describe_counter!(
+        CAPTCHA_POOL_EXHAUSTED,
+        "Captcha requests answered 503 because no slot was ready"
+    );
+    describe_counter!(
+        CAPTCHA_VERIFICATIONS,
+        "Captcha answers by outcome: passed, failed (slot consumed), stale (nothing consumed)"
+    );
+    describe_counter!(
+        RATE_LIMITED,
+        "Requests refused with 429, by what was limited"
+    );
     describe_counter!(
         CARD_DEFAULTS,
         "Card requests answered with the template's default image, by template and reason"

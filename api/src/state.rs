@@ -12,6 +12,7 @@ use kiln_core::storage::Storage;
 
 use crate::config::ApiConfig;
 use crate::hot_cache::HotCache;
+use crate::rate_limit::RateLimiter;
 use crate::waiters::Waiters;
 
 pub struct AppState {
@@ -26,6 +27,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Card templates, loaded once at start-up.
     pub templates: Templates,
+    pub captcha_issue_limit: RateLimiter,
+    pub captcha_verify_limit: RateLimiter,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -255,9 +255,7 @@ impl Storage {
         object_key: &str,
         ttl: Duration,
     ) -> Result<String, StorageError> {
-        let config = PresigningConfig::expires_in(ttl).map_err(|e| {
-            StorageError::Unavailable(anyhow::Error::new(e).context("presigning config"))
-        })?;
+        let config = presigning(ttl)?;
         let request = self
             .presigner
             .get_object()
@@ -266,6 +264,27 @@ impl Storage {
             .presigned(config)
             .await
             .map_err(|e| classify(e, "presign rendition"))?;
+        Ok(request.uri().to_owned())
+    }
+
+    /// A presigned GET URL for an original that downloads as `filename`
+    /// (`Content-Disposition: attachment`), valid for `ttl`.
+    pub async fn presign_download(
+        &self,
+        key: &str,
+        filename: &str,
+        ttl: Duration,
+    ) -> Result<String, StorageError> {
+        let config = presigning(ttl)?;
+        let request = self
+            .presigner
+            .get_object()
+            .bucket(&self.config.originals_bucket)
+            .key(key)
+            .response_content_disposition(attachment(filename))
+            .presigned(config)
+            .await
+            .map_err(|e| classify(e, "presign download"))?;
         Ok(request.uri().to_owned())
     }
 
@@ -281,4 +300,26 @@ impl Storage {
         }
         Ok(())
     }
+}
+
+fn presigning(ttl: Duration) -> Result<PresigningConfig, StorageError> {
+    PresigningConfig::expires_in(ttl)
+        .map_err(|e| StorageError::Unavailable(anyhow::Error::new(e).context("presigning config")))
+}
+
+/// `attachment; filename="…"` with an RFC 5987 `filename*` for non-ASCII names.
+pub fn attachment(filename: &str) -> String {
+    let ascii: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded =
+        percent_encoding::utf8_percent_encode(filename, percent_encoding::NON_ALPHANUMERIC);
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }

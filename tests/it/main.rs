@@ -1,5 +1,6 @@
 //! End-to-end tests against the real services (one binary, see `kiln_e2e`).
 
+mod captcha;
 mod cards;
 mod delivery;
 mod errors;

@@ -26,6 +26,9 @@ pub const SIGNING_KEY: &str = "e2e-signing-key-0123456789abcdef";
 /// The nginx-compatible expression test apis use unless a test overrides it.
 pub const NGINX_EXPRESSION: &str = "$uri e2e-nginx-secret";
 
+/// The captcha salt every test api and worker shares.
+pub const CAPTCHA_SALT: &str = "test-captcha-salt-0123456789";
+
 /// The repository's `templates/` directory.
 pub fn repo_templates() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates")

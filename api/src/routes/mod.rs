@@ -5,12 +5,13 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::metrics as m;
 use crate::state::SharedState;
 
+mod captcha;
 mod card;
 mod card_preview;
 mod health;
@@ -24,6 +25,10 @@ pub fn router(state: SharedState) -> Router {
     }
     router
         .route("/img/{*rest}", get(img::image))
+        .route("/captcha", get(captcha::captcha_json))
+        .route("/captcha/fragment", get(captcha::captcha_fragment))
+        .route("/captcha/verify", post(captcha::verify))
+        .route("/download", get(captcha::download))
         .route("/card/{*rest}", get(card::card))
         .route("/resize/{*rest}", get(nginx::resize))
         .route("/crop/{*rest}", get(nginx::crop))
