@@ -55,6 +55,10 @@ pub struct ApiConfig {
     /// Per client address: captchas issued and answers checked per minute.
     pub captcha_rate: (u32, u32),
     pub verify_rate: (u32, u32),
+    /// Bearer keys for `/v1` administration (`KILN_ADMIN_KEYS`, comma-separated).
+    pub admin_keys: Vec<String>,
+    /// Base of URLs the api hands out (`KILN_PUBLIC_URL`; unset: the bound address).
+    pub public_url: Option<String>,
     /// Lifetime of presigned download URLs (`KILN_DOWNLOAD_TTL_SECS`, 60).
     pub download_ttl: Duration,
     pub db: DbConfig,
@@ -124,9 +128,24 @@ impl ApiConfig {
                 parse_or("KILN_VERIFY_BURST", 10)?,
             ),
             download_ttl: Duration::from_secs(parse_or("KILN_DOWNLOAD_TTL_SECS", 60u64)?),
+            admin_keys: admin_keys()?,
+            public_url: var_opt("KILN_PUBLIC_URL"),
             db: DbConfig::from_env()?,
             amqp: AmqpConfig::from_env()?,
             s3: S3Config::from_env()?,
         })
     }
+}
+
+fn admin_keys() -> anyhow::Result<Vec<String>> {
+    let keys: Vec<String> = var_or("KILN_ADMIN_KEYS", "")
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if keys.iter().any(|k| k.len() < 16) {
+        bail!("KILN_ADMIN_KEYS: every key must be at least 16 characters");
+    }
+    Ok(keys)
 }

@@ -17,6 +17,12 @@ pub enum ApiError {
     BadLink(StatusCode),
     #[error("link expired")]
     Expired,
+    #[error("{0}")]
+    Gone(String),
+    #[error("an admin bearer key is required")]
+    Unauthorized,
+    #[error("not an admin key")]
+    NotAdmin,
     #[error("source not found")]
     NotFound,
     #[error("unknown card template")]
@@ -52,7 +58,9 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::BadSignature => StatusCode::FORBIDDEN,
             Self::BadLink(code) => *code,
-            Self::Expired => StatusCode::GONE,
+            Self::Expired | Self::Gone(_) => StatusCode::GONE,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotAdmin => StatusCode::FORBIDDEN,
             Self::NotFound | Self::UnknownTemplate => StatusCode::NOT_FOUND,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -89,6 +97,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, format!("{self}\n")).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if matches!(self, Self::Unauthorized) {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

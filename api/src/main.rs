@@ -14,6 +14,7 @@ use kiln_core::queue::Publisher;
 use kiln_core::storage::Storage;
 use kiln_core::{db, env_file, shutdown, telemetry};
 
+mod admin;
 mod config;
 mod delivery;
 mod error;
@@ -99,6 +100,10 @@ async fn run(config: ApiConfig) -> anyhow::Result<()> {
             config.amqp.clone(),
             vec![JobKind::Image, JobKind::Card, JobKind::Captcha],
         ),
+        public_url: config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}")),
         captcha_issue_limit: RateLimiter::new(config.captcha_rate.0, config.captcha_rate.1),
         captcha_verify_limit: RateLimiter::new(config.verify_rate.0, config.verify_rate.1),
         wait_slots: Semaphore::new(config.max_waiting),

@@ -27,6 +27,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Card templates, loaded once at start-up.
     pub templates: Templates,
+    /// Base of URLs handed out (`/dl/…` links).
+    pub public_url: String,
     pub captcha_issue_limit: RateLimiter,
     pub captcha_verify_limit: RateLimiter,
 }

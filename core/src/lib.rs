@@ -11,6 +11,7 @@ pub mod db;
 pub mod env_file;
 pub mod format;
 pub mod job;
+pub mod links;
 pub mod nginx_link;
 pub mod options;
 pub mod queue;

@@ -205,14 +205,30 @@ impl Storage {
     }
 
     pub async fn get_rendition(&self, object_key: &str) -> Result<FetchedObject, StorageError> {
+        self.open(&self.config.cache_bucket, object_key, "GET rendition")
+            .await
+    }
+
+    /// An original as a stream (downloads through the api).
+    pub async fn open_original(&self, key: &str) -> Result<FetchedObject, StorageError> {
+        self.open(&self.config.originals_bucket, key, "GET original")
+            .await
+    }
+
+    async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        what: &'static str,
+    ) -> Result<FetchedObject, StorageError> {
         let out = self
             .client
             .get_object()
-            .bucket(&self.config.cache_bucket)
-            .key(object_key)
+            .bucket(bucket)
+            .key(key)
             .send()
             .await
-            .map_err(|e| classify(e, "GET rendition"))?;
+            .map_err(|e| classify(e, what))?;
         Ok(FetchedObject {
             size: out.content_length().unwrap_or(0).max(0) as u64,
             content_type: out.content_type().map(str::to_owned),

@@ -5,6 +5,7 @@ mod cards;
 mod delivery;
 mod errors;
 mod image_options;
+mod links;
 mod miss_dedupe;
 mod nginx;
 mod observability;

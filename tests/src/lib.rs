@@ -26,6 +26,9 @@ pub const SIGNING_KEY: &str = "e2e-signing-key-0123456789abcdef";
 /// The nginx-compatible expression test apis use unless a test overrides it.
 pub const NGINX_EXPRESSION: &str = "$uri e2e-nginx-secret";
 
+/// The admin bearer key of every test api.
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+
 /// The captcha salt every test api and worker shares.
 pub const CAPTCHA_SALT: &str = "test-captcha-salt-0123456789";
 
@@ -108,10 +111,8 @@ impl TestEnv {
             ("KILN_S3_CACHE_BUCKET", s3_config.cache_bucket.clone()),
             ("KILN_S3_CACHE_PREFIX", env.cache_prefix.clone()),
             ("KILN_SIGNING_KEYS", SIGNING_KEY.to_owned()),
-            (
-                "KILN_CAPTCHA_SALT",
-                "test-captcha-salt-0123456789".to_owned(),
-            ),
+            ("KILN_CAPTCHA_SALT", CAPTCHA_SALT.to_owned()),
+            ("KILN_ADMIN_KEYS", ADMIN_KEY.to_owned()),
             ("KILN_NGINX_SECURE_LINK_MD5", NGINX_EXPRESSION.to_owned()),
             ("KILN_LISTEN", "127.0.0.1:0".to_owned()),
             ("KILN_WORKER_LISTEN", "127.0.0.1:0".to_owned()),

@@ -12,7 +12,6 @@ use kiln_core::queue::Publisher;
 use kiln_core::storage::Storage;
 use kiln_core::{db, env_file, shutdown, telemetry};
 
-use kiln_core::captcha_pool;
 use kiln_core::cards::Templates;
 use kiln_worker::captcha::{refill, Fonts};
 use kiln_worker::chromium::BrowserPool;
@@ -99,9 +98,6 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         let fonts_dir = config.cards.templates_dir.join("captcha/fonts");
         let fonts = Fonts::load(&fonts_dir)?;
         fonts.check_covers(&captcha.alphabet)?;
-        captcha_pool::ensure_slots(&db, captcha.slot_digits)
-            .await
-            .context("creating the captcha pool's slots")?;
         let context = Arc::new(CaptchaContext {
             db: db.clone(),
             config: Arc::new(captcha.clone()),

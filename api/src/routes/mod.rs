@@ -16,6 +16,7 @@ mod card;
 mod card_preview;
 mod health;
 mod img;
+mod links;
 mod nginx;
 
 pub fn router(state: SharedState) -> Router {
@@ -29,6 +30,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/captcha/fragment", get(captcha::captcha_fragment))
         .route("/captcha/verify", post(captcha::verify))
         .route("/download", get(captcha::download))
+        .route("/v1/links", post(links::create))
+        .route("/dl/{token}", get(links::take))
         .route("/card/{*rest}", get(card::card))
         .route("/resize/{*rest}", get(nginx::resize))
         .route("/crop/{*rest}", get(nginx::crop))

@@ -1,4 +1,5 @@
-//! Keeps the captcha pool full: every worker that handles captchas claims
+//! Keeps the captcha pool full: creates the 16^n slots, then every worker
+//! that handles captchas claims
 //! empty slots in small batches (`FOR UPDATE SKIP LOCKED`, so workers never
 //! collide) and draws them, until none is left; then checks again shortly.
 
@@ -15,6 +16,15 @@ use crate::metrics as m;
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 pub async fn run(ctx: Arc<CaptchaContext>, batch: usize, cancel: CancellationToken) {
+    // The slots are created here, not at start-up: the table may not exist
+    // yet (the api migrates) or Postgres may be down; keep trying.
+    while let Err(err) = captcha_pool::ensure_slots(&ctx.db, ctx.config.slot_digits).await {
+        tracing::warn!(%err, "captcha refill: cannot create the pool's slots yet");
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(IDLE_CHECK) => {}
+        }
+    }
     loop {
         let claimed = match captcha_pool::claim_batch(&ctx.db, batch as i64, STALE_CLAIM_SECS).await
         {
