@@ -143,23 +143,27 @@ pub fn draw(code: &str, fonts: &Fonts, width: u32, height: u32) -> GrayImage {
         })
         .collect();
 
-    // Overlapping advances; the line is scaled down if it would not fit.
+    // Overlapping advances; the line is stretched or squeezed horizontally
+    // to span most of the width (narrow codes would otherwise leave a blank
+    // margin that tells a solver where the text starts), and scaled down
+    // vertically only when it is squeezed.
     let advances: Vec<f32> = glyphs
         .iter()
         .map(|(g, _, s)| g.width as f32 * s * rng.random_range(0.78..0.92))
         .collect();
     let total: f32 =
         advances.iter().sum::<f32>() + glyphs.last().map_or(0.0, |g| g.0.width as f32 * 0.3);
-    let fit = ((w * 0.86) / total).min(1.0);
-    let mut cursor = (w - total * fit) / 2.0;
+    let fit_x = ((w * rng.random_range(0.84..0.9)) / total).min(1.6);
+    let fit_y = fit_x.min(1.0);
+    let mut cursor = (w - total * fit_x) / 2.0;
 
     let mut text = Canvas::new(width, height);
     for ((glyph, angle, stretch), advance) in glyphs.iter().zip(&advances) {
-        let scale = fit * stretch;
+        let scale = fit_x * stretch;
         let cx = cursor + glyph.width as f32 * scale / 2.0;
         let cy = h / 2.0 + rng.random_range(-0.1..0.1) * h;
-        stamp(&mut text, glyph, cx, cy, *angle, scale, fit);
-        cursor += advance * fit;
+        stamp(&mut text, glyph, cx, cy, *angle, scale, fit_y);
+        cursor += advance * fit_x;
     }
 
     // Two waves move the whole line, so no column separates two characters.
@@ -295,7 +299,8 @@ mod tests {
     #[test]
     fn a_captcha_is_a_few_kb_and_has_ink_in_every_fifth() {
         let fonts = fonts();
-        for _ in 0..20 {
+        // Layouts are random: enough draws to meet the unlucky ones.
+        for _ in 0..300 {
             let image = draw("AE3K9X", &fonts, 200, 70);
             assert_eq!(image.dimensions(), (200, 70));
             let png = encode_png(&image).unwrap();
