@@ -24,3 +24,32 @@ pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErr
         Err(ApiError::NotAdmin)
     }
 }
+
+/// Who is calling a `/v1` route that partners may use too.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    Admin,
+    Partner(kiln_core::partners::KeyOwner),
+}
+
+impl Caller {
+    /// A partner key (checked by the partner-access layer, which put its owner
+    /// in the request) or else an admin bearer key.
+    pub fn identify(
+        state: &AppState,
+        headers: &HeaderMap,
+        owner: Option<axum::Extension<kiln_core::partners::KeyOwner>>,
+    ) -> Result<Self, ApiError> {
+        match owner {
+            Some(axum::Extension(owner)) => Ok(Self::Partner(owner)),
+            None => require_admin(state, headers).map(|()| Self::Admin),
+        }
+    }
+
+    pub fn partner_id(&self) -> Option<i64> {
+        match self {
+            Self::Admin => None,
+            Self::Partner(owner) => Some(owner.partner_id),
+        }
+    }
+}

@@ -61,6 +61,19 @@ pub struct ApiConfig {
     pub public_url: Option<String>,
     /// Lifetime of presigned download URLs (`KILN_DOWNLOAD_TTL_SECS`, 60).
     pub download_ttl: Duration,
+    /// How long a resolved partner key is trusted (`KILN_PARTNER_CACHE_SECS`, 5):
+    /// a key revoked elsewhere stops working within this.
+    pub partner_cache_ttl: Duration,
+    /// The answer to an unknown or revoked key (`KILN_PARTNER_DENY_STATUS`, 403 or 404).
+    pub partner_deny_status: StatusCode,
+    /// How often usage counts are written (`KILN_METER_FLUSH_MS`, 1000).
+    pub meter_flush: Duration,
+    /// Keep every metered access in `usage_audit` (`KILN_AUDIT`, off).
+    pub audit: bool,
+    /// Bulk items handed to the queues at once (`KILN_BULK_IN_FLIGHT`, 16).
+    pub bulk_in_flight: i64,
+    /// Items a bulk job may hold (`KILN_BULK_MAX_ITEMS`, 10000).
+    pub bulk_max_items: usize,
     pub db: DbConfig,
     pub amqp: AmqpConfig,
     pub s3: S3Config,
@@ -128,6 +141,12 @@ impl ApiConfig {
                 parse_or("KILN_VERIFY_BURST", 10)?,
             ),
             download_ttl: Duration::from_secs(parse_or("KILN_DOWNLOAD_TTL_SECS", 60u64)?),
+            partner_cache_ttl: Duration::from_secs(parse_or("KILN_PARTNER_CACHE_SECS", 5u64)?),
+            partner_deny_status: deny_status()?,
+            meter_flush: millis_or("KILN_METER_FLUSH_MS", 1000)?,
+            audit: bool_or("KILN_AUDIT", false)?,
+            bulk_in_flight: positive("KILN_BULK_IN_FLIGHT", 16)?,
+            bulk_max_items: positive("KILN_BULK_MAX_ITEMS", 10_000)? as usize,
             admin_keys: admin_keys()?,
             public_url: var_opt("KILN_PUBLIC_URL"),
             db: DbConfig::from_env()?,
@@ -135,6 +154,22 @@ impl ApiConfig {
             s3: S3Config::from_env()?,
         })
     }
+}
+
+fn deny_status() -> anyhow::Result<StatusCode> {
+    match parse_or("KILN_PARTNER_DENY_STATUS", 403u16)? {
+        403 => Ok(StatusCode::FORBIDDEN),
+        404 => Ok(StatusCode::NOT_FOUND),
+        other => bail!("KILN_PARTNER_DENY_STATUS={other} is invalid: expected 403 or 404"),
+    }
+}
+
+fn positive(name: &str, default: i64) -> anyhow::Result<i64> {
+    let value: i64 = parse_or(name, default)?;
+    if value < 1 {
+        bail!("{name} must be at least 1");
+    }
+    Ok(value)
 }
 
 fn admin_keys() -> anyhow::Result<Vec<String>> {

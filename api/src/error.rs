@@ -25,6 +25,10 @@ pub enum ApiError {
     NotAdmin,
     #[error("source not found")]
     NotFound,
+    #[error("{0}")]
+    NotFoundMessage(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("unknown card template")]
     UnknownTemplate,
     #[error("{0}")]
@@ -37,6 +41,8 @@ pub enum ApiError {
     Overloaded { retry_after: u64 },
     #[error("too many requests, retry later")]
     RateLimited { retry_after: u64 },
+    #[error("monthly quota used up")]
+    QuotaExceeded { retry_after: u64 },
     #[error("service temporarily unavailable, retry shortly")]
     Dependency {
         retry_after: u64,
@@ -61,13 +67,16 @@ impl ApiError {
             Self::Expired | Self::Gone(_) => StatusCode::GONE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotAdmin => StatusCode::FORBIDDEN,
-            Self::NotFound | Self::UnknownTemplate => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::NotFoundMessage(_) | Self::UnknownTemplate => {
+                StatusCode::NOT_FOUND
+            }
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotReadyYet { .. } | Self::Overloaded { .. } | Self::Dependency { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -86,7 +95,8 @@ impl IntoResponse for ApiError {
         let retry_after = match &self {
             Self::NotReadyYet { retry_after }
             | Self::Overloaded { retry_after }
-            | Self::RateLimited { retry_after } => Some(*retry_after),
+            | Self::RateLimited { retry_after }
+            | Self::QuotaExceeded { retry_after } => Some(*retry_after),
             Self::Dependency { retry_after, cause } => {
                 tracing::warn!(error = format!("{cause:#}"), "dependency failure");
                 Some(*retry_after)

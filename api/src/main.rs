@@ -15,11 +15,14 @@ use kiln_core::storage::Storage;
 use kiln_core::{db, env_file, shutdown, telemetry};
 
 mod admin;
+mod bulk_feeder;
 mod config;
 mod delivery;
 mod error;
 mod hot_cache;
+mod metering;
 mod metrics;
+mod partner_access;
 mod rate_limit;
 mod rendition;
 mod routes;
@@ -27,7 +30,7 @@ mod state;
 mod waiters;
 
 use config::ApiConfig;
-use rate_limit::RateLimiter;
+use rate_limit::{Rate, RateLimiter};
 use state::AppState;
 use waiters::Waiters;
 
@@ -104,16 +107,39 @@ async fn run(config: ApiConfig) -> anyhow::Result<()> {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{bound}")),
-        captcha_issue_limit: RateLimiter::new(config.captcha_rate.0, config.captcha_rate.1),
-        captcha_verify_limit: RateLimiter::new(config.verify_rate.0, config.verify_rate.1),
+        captcha_issue_limit: RateLimiter::new(Rate::per_minute(
+            config.captcha_rate.0,
+            config.captcha_rate.1,
+        )),
+        captcha_verify_limit: RateLimiter::new(Rate::per_minute(
+            config.verify_rate.0,
+            config.verify_rate.1,
+        )),
         wait_slots: Semaphore::new(config.max_waiting),
         hot: Default::default(),
+        partner_keys: Default::default(),
+        meter: metering::Meter::new(config.audit),
+        quotas: Default::default(),
+        partner_rate: RateLimiter::new(Rate::per_second(1, 1)),
         waiters,
         db: db.clone(),
         metrics: metrics_handle,
         config,
     });
-    let app = routes::router(state);
+    let app = routes::router(state.clone());
+    let feeder = tokio::spawn(bulk_feeder::run(state.clone(), cancel.clone()));
+    // Usage counts are flushed until the server has finished its last request.
+    let stop_flusher = tokio_util::sync::CancellationToken::new();
+    let flusher = tokio::spawn({
+        let (state, stop) = (state.clone(), stop_flusher.clone());
+        async move {
+            let interval = state.config.meter_flush;
+            state
+                .meter
+                .run_flusher(state.db.clone(), interval, stop)
+                .await;
+        }
+    });
     // Tests and scripts read this line to find the port when KILN_LISTEN ends in :0.
     println!("kiln-api listening on http://{bound}");
     tracing::info!(%bound, "kiln-api listening");
@@ -125,6 +151,9 @@ async fn run(config: ApiConfig) -> anyhow::Result<()> {
     .await
     .context("serving HTTP")?;
     cancel.cancel();
+    stop_flusher.cancel();
+    let _ = flusher.await;
+    let _ = feeder.await;
     let _ = listener_task.await;
     db.close().await;
     tracing::info!("kiln-api stopped cleanly");

@@ -13,6 +13,11 @@ pub const CAPTCHAS_SERVED: &str = "kiln_captchas_served_total";
 pub const CAPTCHA_POOL_EXHAUSTED: &str = "kiln_captcha_pool_exhausted_total";
 pub const CAPTCHA_VERIFICATIONS: &str = "kiln_captcha_verifications_total";
 pub const RATE_LIMITED: &str = "kiln_rate_limited_total";
+pub const PARTNER_KEYS_REFUSED: &str = "kiln_partner_keys_refused_total";
+pub const METER_ROWS_FLUSHED: &str = "kiln_meter_rows_flushed_total";
+pub const METER_FLUSH_FAILURES: &str = "kiln_meter_flush_failures_total";
+pub const AUDIT_ROWS_DROPPED: &str = "kiln_audit_rows_dropped_total";
+pub const BULK_ITEMS_QUEUED: &str = "kiln_bulk_items_queued_total";
 
 pub fn describe() {
     use metrics::{describe_counter, describe_histogram, Unit};
@@ -50,6 +55,26 @@ pub fn describe() {
     describe_counter!(
         RATE_LIMITED,
         "Requests refused with 429, by what was limited"
+    );
+    describe_counter!(
+        PARTNER_KEYS_REFUSED,
+        "Requests with an unknown or revoked partner key"
+    );
+    describe_counter!(
+        METER_ROWS_FLUSHED,
+        "Usage rows (partner, kind, status class, minute) written"
+    );
+    describe_counter!(
+        METER_FLUSH_FAILURES,
+        "Usage flushes that failed (their counts are kept for the next)"
+    );
+    describe_counter!(
+        AUDIT_ROWS_DROPPED,
+        "Audit rows dropped because the database was away too long"
+    );
+    describe_counter!(
+        BULK_ITEMS_QUEUED,
+        "Bulk pre-render items handed to the render queues"
     );
     describe_counter!(
         CARD_DEFAULTS,

@@ -7,6 +7,7 @@ use std::time::Instant;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
+use kiln_core::bulk::Planned;
 use kiln_core::cache_key::{object_key, rendition_key};
 use kiln_core::job::{ImageJob, JobKind, PRIORITY_ON_DEMAND};
 use kiln_core::options::ImageOptions;
@@ -29,6 +30,41 @@ pub async fn serve_image(
     options: &ImageOptions,
     request_headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
+    let (planned, source_size) = plan_image(state, source, options).await?;
+    if let Some(response) =
+        deliver_if_known_ready(state, &planned.cache_key, request_headers).await?
+    {
+        metrics::counter!(m::CACHE_HITS, "kind" => "image").increment(1);
+        return Ok(response);
+    }
+    if let Some(message) = too_large(state, source_size) {
+        renditions::insert_failed(&state.db, &planned.new_rendition(), 413, &message)
+            .await
+            .map_err(|e| ApiError::dependency(e, state.config.retry_after_secs))?;
+        return Err(ApiError::TooLarge(message));
+    }
+    match find_or_render(state, &Miss::of(&planned), request_headers).await? {
+        Rendered::Delivered(response) => Ok(response),
+        Rendered::Failed {
+            http_status,
+            message,
+        } => Err(ApiError::from_failure(http_status, message)),
+    }
+}
+
+/// Why a source of `size` bytes is refused, if it is.
+pub fn too_large(state: &AppState, size: u64) -> Option<String> {
+    let limit = state.config.limits.max_bytes;
+    (size > limit).then(|| format!("source is larger than {limit} bytes"))
+}
+
+/// The rendition an image request names (its cache key pins the original's
+/// ETag), with the original's size.
+pub async fn plan_image(
+    state: &AppState,
+    source: &SourceKey,
+    options: &ImageOptions,
+) -> Result<(Planned, u64), ApiError> {
     let canonical = options.canonical();
     let meta = source_meta(state, source).await?;
     let cache_key = rendition_key(
@@ -37,35 +73,7 @@ pub async fn serve_image(
         source.as_str(),
         &meta.etag,
     );
-
-    if let Some(response) = deliver_if_known_ready(state, &cache_key, request_headers).await? {
-        metrics::counter!(m::CACHE_HITS, "kind" => "image").increment(1);
-        return Ok(response);
-    }
-
     let object_key = object_key(&state.config.s3.cache_prefix, &cache_key);
-    let new = NewRendition {
-        cache_key: &cache_key,
-        object_key: &object_key,
-        kind: JobKind::Image.name(),
-        source_key: source.as_str(),
-        source_etag: &meta.etag,
-        options: &canonical,
-    };
-    let retry_after = state.config.retry_after_secs;
-    let db_err = |e: sqlx::Error| ApiError::dependency(e, retry_after);
-
-    if meta.size > state.config.limits.max_bytes {
-        let message = format!(
-            "source is larger than {} bytes",
-            state.config.limits.max_bytes
-        );
-        renditions::insert_failed(&state.db, &new, 413, &message)
-            .await
-            .map_err(db_err)?;
-        return Err(ApiError::TooLarge(message));
-    }
-
     let job = ImageJob {
         cache_key: cache_key.clone(),
         object_key: object_key.clone(),
@@ -75,18 +83,16 @@ pub async fn serve_image(
         attempt: 1,
         enqueued_at_ms: Some(kiln_core::job::now_ms()),
     };
-    let miss = Miss {
-        new,
-        kind: JobKind::Image,
-        job: job.to_json(),
+    let planned = Planned {
+        kind: JobKind::Image.name().to_owned(),
+        cache_key,
+        object_key,
+        source_key: source.as_str().to_owned(),
+        source_etag: meta.etag,
+        options: canonical,
+        payload: job.to_json(),
     };
-    match find_or_render(state, &miss, request_headers).await? {
-        Rendered::Delivered(response) => Ok(response),
-        Rendered::Failed {
-            http_status,
-            message,
-        } => Err(ApiError::from_failure(http_status, message)),
-    }
+    Ok((planned, meta.size))
 }
 
 /// A rendition that may have to be rendered: its row and its job message.
@@ -94,6 +100,16 @@ pub struct Miss<'a> {
     pub new: NewRendition<'a>,
     pub kind: JobKind,
     pub job: Vec<u8>,
+}
+
+impl<'a> Miss<'a> {
+    pub fn of(planned: &'a Planned) -> Self {
+        Self {
+            new: planned.new_rendition(),
+            kind: JobKind::parse(&planned.kind).unwrap_or(JobKind::Image),
+            job: planned.payload.clone(),
+        }
+    }
 }
 
 /// How a rendition lookup ended, short of an error.
@@ -150,7 +166,7 @@ pub async fn find_or_render(
         .await
         .map_err(db_err)?
     {
-        publish(state, miss).await?;
+        publish(state, miss, PRIORITY_ON_DEMAND).await?;
     }
     let rendition = wait_for(state, &subscription.notify, miss).await?;
     match rendition.status {
@@ -183,7 +199,7 @@ pub async fn render_uncached(state: &AppState, miss: &Miss<'_>) -> Result<Rendit
         .await
         .map_err(|e| ApiError::dependency(e, retry_after))?
     {
-        publish(state, miss).await?;
+        publish(state, miss, PRIORITY_ON_DEMAND).await?;
     }
     let rendition = wait_for(state, &subscription.notify, miss).await?;
     match rendition.status {
@@ -225,13 +241,10 @@ pub(crate) async fn source_meta(
     }
 }
 
-async fn publish(state: &AppState, miss: &Miss<'_>) -> Result<(), ApiError> {
+/// Publishes a claimed rendition's job; on failure gives the claim back.
+pub async fn publish(state: &AppState, miss: &Miss<'_>, priority: u8) -> Result<(), ApiError> {
     let queue = state.publisher.topology().work_queue(miss.kind);
-    match state
-        .publisher
-        .publish(&queue, &miss.job, PRIORITY_ON_DEMAND)
-        .await
-    {
+    match state.publisher.publish(&queue, &miss.job, priority).await {
         Ok(()) => {
             metrics::counter!(m::JOBS_QUEUED, "kind" => miss.kind.name()).increment(1);
             Ok(())
@@ -276,7 +289,7 @@ async fn wait_for(
                     .map_err(|e| ApiError::dependency(e, retry_after))?
                 {
                     tracing::warn!(%cache_key, "re-queueing a stale rendition claim");
-                    publish(state, miss).await?;
+                    publish(state, miss, PRIORITY_ON_DEMAND).await?;
                 }
             }
             Some(_) => {}

@@ -12,6 +12,8 @@ use kiln_core::storage::Storage;
 
 use crate::config::ApiConfig;
 use crate::hot_cache::HotCache;
+use crate::metering::Meter;
+use crate::partner_access::{KeyCache, QuotaBook};
 use crate::rate_limit::RateLimiter;
 use crate::waiters::Waiters;
 
@@ -31,6 +33,11 @@ pub struct AppState {
     pub public_url: String,
     pub captcha_issue_limit: RateLimiter,
     pub captcha_verify_limit: RateLimiter,
+    /// Partner keys, usage counts and limits.
+    pub partner_keys: KeyCache,
+    pub meter: Meter,
+    pub quotas: QuotaBook,
+    pub partner_rate: RateLimiter<i64>,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -17,6 +17,8 @@ use kiln_core::renditions::CHANNEL;
 #[derive(Default)]
 pub struct Waiters {
     map: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Woken by every notification (the bulk feeder tops up on it).
+    pub any: Notify,
 }
 
 /// A registration for one cache key; dropping it unregisters.
@@ -52,6 +54,7 @@ impl Waiters {
     }
 
     fn wake(&self, key: &str) {
+        self.any.notify_one();
         let notify = self.map.lock().ok().and_then(|map| map.get(key).cloned());
         if let Some(notify) = notify {
             notify.notify_waiters();

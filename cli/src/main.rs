@@ -4,10 +4,15 @@
 //! kiln sign OPTIONS SOURCE        print a signed /img/ URL
 //! kiln sign-card CARD             print a signed /card/ URL
 //! kiln upload FILE [KEY]          put an original into the originals bucket
+//! kiln partner …                  partners and their keys
+//! kiln prerender FILE             submit a bulk pre-render job, follow its progress
 //! ```
 //! Reads `.kiln/local.env` (written by `deploy/local/up.sh`) and the environment.
 
 use std::process::ExitCode;
+
+mod partner;
+mod prerender;
 
 use anyhow::{bail, Context as _};
 use kiln_core::config::{var_or, S3Config, SigningConfig};
@@ -20,7 +25,10 @@ const USAGE: &str = "usage:
   kiln sign-card CARD          print a signed card URL, e.g.
                                kiln sign-card 'article/hello.jpg?title=Hello%20world&author=Ada'
   kiln upload FILE [KEY]       upload an original (KEY defaults to the file name)
-  kiln sample-image PATH [WxH] write a sample JPEG (default 1600x900; used by up.sh and bench/)";
+  kiln sample-image PATH [WxH] write a sample JPEG (default 1600x900; used by up.sh and bench/)
+  kiln prerender FILE          submit a bulk pre-render job (one URL or JSON item per line)
+                               and show its progress until done
+";
 
 fn main() -> ExitCode {
     if let Err(err) = kiln_core::env_file::load() {
@@ -40,12 +48,14 @@ fn main() -> ExitCode {
         ["upload", file, key] => upload(file, Some(key)),
         ["sample-image", path] => sample_image(path, "1600x900"),
         ["sample-image", path, size] => sample_image(path, size),
+        ["partner", rest @ ..] => partner::run(rest),
+        ["prerender", file] => prerender::run(file),
         ["help" | "--help" | "-h"] => {
-            println!("{USAGE}");
+            println!("{USAGE}{}", partner::USAGE);
             Ok(())
         }
         _ => {
-            eprintln!("{USAGE}");
+            eprintln!("{USAGE}{}", partner::USAGE);
             return ExitCode::from(2);
         }
     };

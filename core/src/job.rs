@@ -12,6 +12,12 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Image, Self::Card, Self::Captcha]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Image => "image",

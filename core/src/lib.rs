@@ -2,6 +2,7 @@
 //! URL signing, option parsing, cache keys, job messages, and the clients for
 //! Postgres, RabbitMQ and S3.
 
+pub mod bulk;
 pub mod cache_key;
 pub mod captcha;
 pub mod captcha_pool;
@@ -14,6 +15,7 @@ pub mod job;
 pub mod links;
 pub mod nginx_link;
 pub mod options;
+pub mod partners;
 pub mod queue;
 pub mod renditions;
 pub mod shutdown;
@@ -21,6 +23,7 @@ pub mod signing;
 pub mod source_key;
 pub mod storage;
 pub mod telemetry;
+pub mod usage;
 
 /// Bumped whenever the image pipeline's output changes for the same input, so
 /// every cached rendition is re-rendered instead of served stale.

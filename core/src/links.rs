@@ -32,6 +32,14 @@ pub enum Refused {
     Gone,
 }
 
+/// 256 random bits (a CSPRNG seeded by the OS) as 43 base64url characters.
+pub fn random_token() -> String {
+    use base64::Engine as _;
+    let mut raw = [0u8; 32];
+    rand::fill(&mut raw);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
 pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }

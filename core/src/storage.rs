@@ -304,6 +304,27 @@ impl Storage {
         Ok(request.uri().to_owned())
     }
 
+    /// A presigned GET URL for an original, answered with `content_type`,
+    /// valid for `ttl` (partners' `/originals/`).
+    pub async fn presign_original(
+        &self,
+        key: &str,
+        content_type: &str,
+        ttl: Duration,
+    ) -> Result<String, StorageError> {
+        let config = presigning(ttl)?;
+        let request = self
+            .presigner
+            .get_object()
+            .bucket(&self.config.originals_bucket)
+            .key(key)
+            .response_content_type(content_type)
+            .presigned(config)
+            .await
+            .map_err(|e| classify(e, "presign original"))?;
+        Ok(request.uri().to_owned())
+    }
+
     /// Readiness probe: both buckets reachable.
     pub async fn check(&self) -> Result<(), StorageError> {
         for bucket in [&self.config.originals_bucket, &self.config.cache_bucket] {
@@ -323,6 +344,31 @@ fn presigning(ttl: Duration) -> Result<PresigningConfig, StorageError> {
         .map_err(|e| StorageError::Unavailable(anyhow::Error::new(e).context("presigning config")))
 }
 
+/// The media type of an object: from its extension when that is a known
+/// one (a stored `binary/octet-stream` is a common upload mistake), else what
+/// was stored, else `application/octet-stream`.
+pub fn content_type_of(key: &str, stored: Option<&str>) -> String {
+    let extension = key.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    let known = match extension.as_deref() {
+        Some("jpg" | "jpeg") => Some("image/jpeg"),
+        Some("png") => Some("image/png"),
+        Some("webp") => Some("image/webp"),
+        Some("avif") => Some("image/avif"),
+        Some("gif") => Some("image/gif"),
+        Some("tif" | "tiff") => Some("image/tiff"),
+        Some("svg") => Some("image/svg+xml"),
+        Some("heic") => Some("image/heic"),
+        Some("pdf") => Some("application/pdf"),
+        Some("zip") => Some("application/zip"),
+        Some("mp4") => Some("video/mp4"),
+        _ => None,
+    };
+    known
+        .or(stored.filter(|t| !t.is_empty()))
+        .unwrap_or("application/octet-stream")
+        .to_owned()
+}
+
 /// `attachment; filename="…"` with an RFC 5987 `filename*` for non-ASCII names.
 pub fn attachment(filename: &str) -> String {
     let ascii: String = filename
@@ -338,4 +384,23 @@ pub fn attachment(filename: &str) -> String {
     let encoded =
         percent_encoding::utf8_percent_encode(filename, percent_encoding::NON_ALPHANUMERIC);
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_come_from_the_extension_then_the_stored_type() {
+        assert_eq!(
+            content_type_of("a/b.JPG", Some("binary/octet-stream")),
+            "image/jpeg"
+        );
+        assert_eq!(content_type_of("a/b.webp", None), "image/webp");
+        assert_eq!(
+            content_type_of("a/b.raw", Some("image/x-raw")),
+            "image/x-raw"
+        );
+        assert_eq!(content_type_of("a/b", None), "application/octet-stream");
+    }
 }

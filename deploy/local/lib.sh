@@ -219,15 +219,17 @@ ensure_node_package() { # name@version
 # Writes .kiln/local.env, keeping this checkout's signing keys and captcha salt across runs.
 write_local_env() {
   mkdir -p "$KILN_RUN_DIR"
-  local signing="" nginx_secret="" captcha_salt=""
+  local signing="" nginx_secret="" captcha_salt="" admin_key=""
   if [ -f "$KILN_ENV" ]; then
     signing="$(sed -n 's/^KILN_SIGNING_KEYS=//p' "$KILN_ENV")"
     captcha_salt="$(sed -n 's/^KILN_CAPTCHA_SALT=//p' "$KILN_ENV")"
+    admin_key="$(sed -n 's/^KILN_ADMIN_KEYS=//p' "$KILN_ENV")"
     nginx_secret="$(sed -n "s/^KILN_NGINX_SECURE_LINK_MD5='\$uri \(.*\)'$/\1/p" "$KILN_ENV")"
   fi
   [ -n "$signing" ] || signing="$(random_hex 32)"
   [ -n "$nginx_secret" ] || nginx_secret="$(random_hex 16)"
   [ -n "$captcha_salt" ] || captcha_salt="$(random_hex 32)"
+  [ -n "$admin_key" ] || admin_key="$(random_hex 24)"
   cat >"$KILN_ENV.tmp" <<EOT
 # Written by deploy/local/up.sh; read by kiln, kiln-api and kiln-worker.
 # Variables set in the environment take precedence over this file.
@@ -241,6 +243,7 @@ KILN_S3_ORIGINALS_BUCKET=kiln-originals
 KILN_S3_CACHE_BUCKET=kiln-cache
 KILN_SIGNING_KEYS=$signing
 KILN_CAPTCHA_SALT=$captcha_salt
+KILN_ADMIN_KEYS=$admin_key
 KILN_NGINX_SECURE_LINK_MD5='\$uri $nginx_secret'
 KILN_PUBLIC_URL=http://127.0.0.1:${KILN_API_PORT:-8080}
 KILN_LISTEN=127.0.0.1:${KILN_API_PORT:-8080}

@@ -22,6 +22,12 @@ start api kiln-api
 start worker kiln-worker
 set -a; . "$KILN_ENV"; set +a
 wait_port 127.0.0.1 "${KILN_LISTEN##*:}" 30 kiln-api
+# The port may belong to another process: the api we started must be alive.
+sleep 0.5
+for name in api worker; do
+  kill -0 "$(cat "$KILN_RUN_DIR/$name.pid")" 2>/dev/null \
+    || die "kiln-$name exited at start-up: $(tail -n 3 "$KILN_RUN_DIR/$name.log")"
+done
 
 sample="$KILN_RUN_DIR/sample.jpg"
 [ -f "$sample" ] || "$BIN/kiln" sample-image "$sample"

@@ -1,12 +1,15 @@
 //! End-to-end tests against the real services (one binary, see `kiln_e2e`).
 
+mod bulk;
 mod captcha;
 mod cards;
 mod delivery;
 mod errors;
 mod image_options;
 mod links;
+mod metering;
 mod miss_dedupe;
 mod nginx;
 mod observability;
+mod partners;
 mod worker_faults;

@@ -202,6 +202,43 @@ impl TestEnv {
         .await
     }
 
+    /// Runs the `kiln` command line with this test's environment.
+    pub async fn cli(
+        &self,
+        args: &[&str],
+        overrides: &[(&str, &str)],
+    ) -> anyhow::Result<std::process::Output> {
+        let mut cmd = self.command("kiln", overrides);
+        cmd.args(args).stdin(Stdio::null());
+        Ok(cmd.output().await?)
+    }
+
+    /// Creates a partner through the admin API; returns its key.
+    pub async fn create_partner(
+        &self,
+        api: &Process,
+        body: serde_json::Value,
+    ) -> anyhow::Result<String> {
+        let response = http()
+            .post(api.url("/v1/partners"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&body)
+            .send()
+            .await?;
+        if response.status() != 201 {
+            bail!(
+                "creating a partner: {} {}",
+                response.status(),
+                response.text().await?
+            );
+        }
+        let created: serde_json::Value = response.json().await?;
+        created["key"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no key in the answer")
+    }
+
     /// A signed native URL path for `options` and a source key.
     pub fn signed_path(&self, options: &str, source: &str) -> String {
         let signing = SigningConfig {

@@ -17,6 +17,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
+use kiln_core::bulk::Planned;
 use kiln_core::cache_key::object_key;
 use kiln_core::cards::{CardSpec, CardTemplate, ParamKind};
 use kiln_core::job::{now_ms, CardJob, JobKind};
@@ -115,24 +116,14 @@ async fn checked_card(
         Ok(spec) => spec,
         Err(invalid) => return Ok(default_image(template, invalid.label(), true)),
     };
-    let Some(originals) = pin_originals(state, template, &spec).await? else {
+    let Some(planned) = plan_card(state, template, spec).await? else {
         return Ok(default_image(template, "param", true));
     };
-    let mut version = template.hash.clone();
-    for (key, etag) in &originals {
-        version.push_str(&format!(";{key}={etag}"));
-    }
-    let cache_key = spec.cache_key(&version);
-    if let Some(response) = deliver_if_known_ready(state, &cache_key, headers).await? {
+    if let Some(response) = deliver_if_known_ready(state, &planned.cache_key, headers).await? {
         metrics::counter!(m::CACHE_HITS, "kind" => "card").increment(1);
         return Ok(response);
     }
-    let object_key = object_key(&state.config.s3.cache_prefix, &cache_key);
-    let canonical = spec.canonical();
-    let source = format!("card:{}", template.name);
-    let job = card_job(template, spec, originals, &cache_key, &object_key);
-    let miss = card_miss(&job, &source, &version, &canonical);
-    match find_or_render(state, &miss, headers).await {
+    match find_or_render(state, &Miss::of(&planned), headers).await {
         Ok(Rendered::Delivered(response)) => Ok(response),
         Ok(Rendered::Failed { http_status, .. }) => {
             let reason = if http_status == 504 {
@@ -146,6 +137,36 @@ async fn checked_card(
         Err(ApiError::NotReadyYet { .. }) => Ok(default_image(template, "wait_timeout", false)),
         Err(err) => Err(err),
     }
+}
+
+/// The rendition a checked card request names; `None` when a parameter
+/// names an original that does not exist. The cache key pins the template's
+/// content hash and the ETag of every original the card embeds.
+pub(crate) async fn plan_card(
+    state: &AppState,
+    template: &CardTemplate,
+    spec: CardSpec,
+) -> Result<Option<Planned>, ApiError> {
+    let Some(originals) = pin_originals(state, template, &spec).await? else {
+        return Ok(None);
+    };
+    let mut version = template.hash.clone();
+    for (key, etag) in &originals {
+        version.push_str(&format!(";{key}={etag}"));
+    }
+    let cache_key = spec.cache_key(&version);
+    let object_key = object_key(&state.config.s3.cache_prefix, &cache_key);
+    let options = spec.canonical();
+    let job = card_job(template, spec, originals, &cache_key, &object_key);
+    Ok(Some(Planned {
+        kind: JobKind::Card.name().to_owned(),
+        source_key: format!("card:{}", template.name),
+        source_etag: version,
+        options,
+        payload: job.to_json(),
+        cache_key,
+        object_key,
+    }))
 }
 
 /// The ETag of every original the card embeds (replacing one renders a new

@@ -52,3 +52,15 @@ pub async fn metrics(State(state): State<SharedState>) -> Response {
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
+
+/// The OpenAPI description of `/v1`, checked against the router by the
+/// end-to-end tests.
+pub async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        include_str!("../../openapi/v1.json"),
+    )
+}

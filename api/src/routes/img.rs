@@ -15,7 +15,7 @@ use kiln_core::source_key::SourceKey;
 use crate::error::ApiError;
 use crate::rendition::serve_image;
 use crate::routes::unix_now;
-use crate::state::SharedState;
+use crate::state::{AppState, SharedState};
 
 /// The three parts of a native image path, still percent-encoded.
 #[derive(Debug, PartialEq, Eq)]
@@ -60,16 +60,7 @@ async fn checked_image(
     headers: &HeaderMap,
     negotiated: &mut bool,
 ) -> Result<Response, ApiError> {
-    let path = split_path(uri.path()).ok_or_else(|| {
-        ApiError::BadRequest("expected /img/{signature}/{options}/{source}".into())
-    })?;
-    let source =
-        SourceKey::from_url_path(path.source).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if state.config.signing.verify(path.signature, path.signed) == Verdict::Invalid {
-        return Err(ApiError::BadSignature);
-    }
-    let mut options =
-        ImageOptions::parse(path.options).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let (source, mut options) = checked_request(state, uri.path())?;
     if options.negotiates_format() {
         *negotiated = true;
         let accept = headers
@@ -78,6 +69,25 @@ async fn checked_image(
             .unwrap_or("");
         options.resolve_format(accept, &state.config.auto_formats);
     }
+    serve_image(state, &source, &options, headers).await
+}
+
+/// Checks an image path in order — shape and source (400), signature (403),
+/// options (400), size limit (400), expiry (410) — before anything is fetched.
+pub(crate) fn checked_request(
+    state: &AppState,
+    path: &str,
+) -> Result<(SourceKey, ImageOptions), ApiError> {
+    let path = split_path(path).ok_or_else(|| {
+        ApiError::BadRequest("expected /img/{signature}/{options}/{source}".into())
+    })?;
+    let source =
+        SourceKey::from_url_path(path.source).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if state.config.signing.verify(path.signature, path.signed) == Verdict::Invalid {
+        return Err(ApiError::BadSignature);
+    }
+    let options =
+        ImageOptions::parse(path.options).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let limit = state.config.limits.max_output_dimension;
     if options.width > limit || options.height > limit {
         return Err(ApiError::BadRequest(format!(
@@ -87,7 +97,7 @@ async fn checked_image(
     if options.expires.is_some_and(|exp| exp < unix_now()) {
         return Err(ApiError::Expired);
     }
-    serve_image(state, &source, &options, headers).await
+    Ok((source, options))
 }
 
 #[cfg(test)]

@@ -16,7 +16,6 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use kiln_core::links::{self, NewLink, Refused};
@@ -85,9 +84,7 @@ pub async fn create(
         Err(StorageError::NotFound) => return Err(ApiError::NotFound),
         Err(err) => return Err(ApiError::dependency(err, retry_after)),
     }
-    let mut raw = [0u8; 32];
-    rand::fill(&mut raw);
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    let token = links::random_token();
     let expires_at = links::create(
         &state.db,
         &token,

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -12,12 +12,19 @@ use crate::metrics as m;
 use crate::state::SharedState;
 
 mod captcha;
-mod card;
+pub(crate) mod card;
 mod card_preview;
 mod health;
-mod img;
+pub(crate) mod img;
+mod jobs;
 mod links;
 mod nginx;
+mod originals;
+pub(crate) mod partners;
+mod usage;
+
+/// A bulk job of 10 000 card items with parameters fits in this.
+const BULK_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 pub fn router(state: SharedState) -> Router {
     let mut router = Router::new();
@@ -33,11 +40,27 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/links", post(links::create))
         .route("/dl/{token}", get(links::take))
         .route("/card/{*rest}", get(card::card))
+        .route("/originals/{*rest}", get(originals::original))
+        .route("/v1/partners", post(partners::create).get(partners::list))
+        .route("/v1/partners/{name}/rotate-key", post(partners::rotate_key))
+        .route("/v1/partners/{name}/revoke", post(partners::revoke))
+        .route(
+            "/v1/jobs",
+            post(jobs::submit).layer(DefaultBodyLimit::max(BULK_BODY_LIMIT)),
+        )
+        .route("/v1/jobs/{id}", get(jobs::progress).delete(jobs::cancel))
+        .route("/v1/usage", get(usage::report))
+        .route("/v1/openapi.json", get(health::openapi))
+        .route("/usage", get(usage::usage_page))
         .route("/resize/{*rest}", get(nginx::resize))
         .route("/crop/{*rest}", get(nginx::crop))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::partner_access::partner_access,
+        ))
         .layer(middleware::from_fn(track))
         .with_state(state)
 }

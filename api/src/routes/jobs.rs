@@ -1,0 +1,325 @@
+//! Bulk pre-render jobs (admin bearer key or a partner key).
+//!
+//! ```text
+//! POST   /v1/jobs       {"items":[{"url":"/img/…"} | {"image":{"source","options"}}
+//!                                 | {"card":{"template","id","format","params"}}, …]}
+//!                       → 202 {"id","total","already_cached","refused"}
+//! GET    /v1/jobs/{id}  → progress counts and the failed items
+//! DELETE /v1/jobs/{id}  → cancels every item not yet handed to the queues
+//! ```
+//! Items are checked like the URLs they stand for (a `url` item's signature
+//! too); one invalid item refuses the job with 400 and every reason, nothing
+//! stored. An item whose original is missing or too large is kept as failed.
+//! A partner's key must reach every image item's source by its prefixes.
+
+use std::collections::BTreeMap;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use futures_util::StreamExt as _;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use serde::{Deserialize, Serialize};
+
+use kiln_core::bulk::{self, Planned, PlannedItem};
+use kiln_core::cards::CardSpec;
+use kiln_core::options::ImageOptions;
+use kiln_core::partners::KeyOwner;
+use kiln_core::source_key::SourceKey;
+
+use crate::admin::Caller;
+use crate::error::ApiError;
+use crate::rendition::{plan_image, too_large};
+use crate::routes::card::{authorised, plan_card, split_card_path};
+use crate::routes::img::checked_request;
+use crate::routes::partners::json_body;
+use crate::state::{AppState, SharedState};
+
+/// Items planned at once (each may HEAD its original).
+const PLANNING_CONCURRENCY: usize = 16;
+/// Invalid items listed in a 400 answer, at most.
+const ERRORS_LISTED: usize = 50;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewJob {
+    items: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+enum ItemSpec {
+    /// A signed `/img/…` or `/card/…` URL (or its path).
+    Url(String),
+    Image(ImageItem),
+    Card(CardItem),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImageItem {
+    source: String,
+    options: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardItem {
+    template: String,
+    id: String,
+    #[serde(default = "default_card_format")]
+    format: String,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+}
+
+fn default_card_format() -> String {
+    "png".into()
+}
+
+#[derive(Serialize)]
+struct Created {
+    id: String,
+    total: usize,
+    already_cached: i32,
+    /// Items kept as failed at once (missing or too large originals).
+    refused: usize,
+}
+
+#[derive(Serialize)]
+struct ItemError {
+    item: usize,
+    error: String,
+}
+
+/// What became of one item's planning.
+enum Outcome {
+    Planned(PlannedItem),
+    Invalid(String),
+    Unavailable(ApiError),
+}
+
+pub async fn submit(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    owner: Option<Extension<KeyOwner>>,
+    body: Result<Json<NewJob>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let caller = Caller::identify(&state, &headers, owner)?;
+    let job = json_body(body)?;
+    let limit = state.config.bulk_max_items;
+    if job.items.is_empty() || job.items.len() > limit {
+        return Err(ApiError::BadRequest(format!(
+            "a job holds 1 to {limit} items"
+        )));
+    }
+    let outcomes: Vec<Outcome> = futures_util::stream::iter(job.items)
+        .map(|value| plan_item(&state, &caller, value))
+        .buffered(PLANNING_CONCURRENCY)
+        .collect()
+        .await;
+    let mut items = Vec::with_capacity(outcomes.len());
+    let mut errors = Vec::new();
+    for (index, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Outcome::Planned(item) => items.push(item),
+            Outcome::Invalid(error) => errors.push(ItemError { item: index, error }),
+            Outcome::Unavailable(err) => return Err(err),
+        }
+    }
+    if !errors.is_empty() {
+        let count = errors.len();
+        errors.truncate(ERRORS_LISTED);
+        let body = serde_json::json!({
+            "error": format!("{count} invalid item(s); nothing was queued"),
+            "items": errors,
+        });
+        return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
+    }
+    let id = format!("job_{}", &kiln_core::links::random_token()[..22]);
+    let already_cached = bulk::create(&state.db, &id, caller.partner_id(), &items)
+        .await
+        .map_err(|e| ApiError::dependency(e, state.config.retry_after_secs))?;
+    state.waiters.any.notify_one();
+    let refused = items
+        .iter()
+        .filter(|i| matches!(i, PlannedItem::Refused(_)))
+        .count();
+    let location = HeaderValue::from_str(&format!("/v1/jobs/{id}"))
+        .map_err(|e| ApiError::dependency(anyhow::Error::new(e), 1))?;
+    let created = Created {
+        id,
+        total: items.len(),
+        already_cached,
+        refused,
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(created),
+    )
+        .into_response())
+}
+
+async fn plan_item(state: &AppState, caller: &Caller, value: serde_json::Value) -> Outcome {
+    let spec: ItemSpec = match serde_json::from_value(value) {
+        Ok(spec) => spec,
+        Err(err) => {
+            return Outcome::Invalid(format!(
+                "expected {{\"url\"}}, {{\"image\"}} or {{\"card\"}}: {err}"
+            ))
+        }
+    };
+    let planned = match spec {
+        ItemSpec::Url(url) => plan_url(state, caller, &url).await,
+        ItemSpec::Image(image) => plan_image_item(state, caller, &image).await,
+        ItemSpec::Card(card) => plan_card_item(state, &card).await,
+    };
+    match planned {
+        Ok(item) => Outcome::Planned(item),
+        Err(ApiError::NotFound) => {
+            Outcome::Planned(PlannedItem::Refused("source not found".into()))
+        }
+        Err(err @ (ApiError::Dependency { .. } | ApiError::Overloaded { .. })) => {
+            Outcome::Unavailable(err)
+        }
+        Err(err) => Outcome::Invalid(err.to_string()),
+    }
+}
+
+async fn plan_url(state: &AppState, caller: &Caller, url: &str) -> Result<PlannedItem, ApiError> {
+    // Absolute URLs: only the path and query matter.
+    let path_and_query = match url.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => url,
+    };
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    if path.starts_with("/img/") {
+        let (source, options) = checked_request(state, path)?;
+        return plan_checked_image(state, caller, &source, &options).await;
+    }
+    if path.starts_with("/card/") {
+        let card_path = split_card_path("/card/", path)
+            .ok_or_else(|| ApiError::BadRequest("not a card URL".into()))?;
+        let template = authorised(state, &card_path, query)?.clone();
+        let query = card_path.signature.and(query);
+        let spec = CardSpec::check(&template, card_path.id_and_ext, query)
+            .map_err(|e| ApiError::BadRequest(format!("card: {e}")))?;
+        return card_outcome(plan_card(state, &template, spec).await?);
+    }
+    Err(ApiError::BadRequest(
+        "only /img/ and /card/ URLs can be pre-rendered".into(),
+    ))
+}
+
+async fn plan_image_item(
+    state: &AppState,
+    caller: &Caller,
+    image: &ImageItem,
+) -> Result<PlannedItem, ApiError> {
+    let source =
+        SourceKey::new(image.source.as_str()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let options =
+        ImageOptions::parse(&image.options).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let limit = state.config.limits.max_output_dimension;
+    if options.width > limit || options.height > limit {
+        return Err(ApiError::BadRequest(format!(
+            "requested size exceeds the {limit} px limit"
+        )));
+    }
+    plan_checked_image(state, caller, &source, &options).await
+}
+
+async fn plan_checked_image(
+    state: &AppState,
+    caller: &Caller,
+    source: &SourceKey,
+    options: &ImageOptions,
+) -> Result<PlannedItem, ApiError> {
+    if options.negotiates_format() {
+        return Err(ApiError::BadRequest(
+            "f:auto depends on each client's Accept header; name the formats to pre-render".into(),
+        ));
+    }
+    if let Caller::Partner(owner) = caller {
+        if !owner.allows(source.as_str()) {
+            return Err(ApiError::BadRequest(
+                "the key does not reach this source".into(),
+            ));
+        }
+    }
+    let (planned, size) = plan_image(state, source, options).await?;
+    Ok(match too_large(state, size) {
+        Some(message) => PlannedItem::Refused(message),
+        None => PlannedItem::Render(planned),
+    })
+}
+
+async fn plan_card_item(state: &AppState, card: &CardItem) -> Result<PlannedItem, ApiError> {
+    let template = state
+        .templates
+        .get(&card.template)
+        .ok_or(ApiError::UnknownTemplate)?
+        .clone();
+    let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+    let id_and_ext = format!("{}.{}", enc(&card.id), enc(&card.format));
+    let query: Vec<String> = card
+        .params
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect();
+    let query = query.join("&");
+    let spec = CardSpec::check(&template, &id_and_ext, Some(&query))
+        .map_err(|e| ApiError::BadRequest(format!("card: {e}")))?;
+    card_outcome(plan_card(state, &template, spec).await?)
+}
+
+fn card_outcome(planned: Option<Planned>) -> Result<PlannedItem, ApiError> {
+    Ok(match planned {
+        Some(planned) => PlannedItem::Render(planned),
+        None => PlannedItem::Refused("an original the card names does not exist".into()),
+    })
+}
+
+pub async fn progress(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    owner: Option<Extension<KeyOwner>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = Caller::identify(&state, &headers, owner)?;
+    job_progress(&state, &caller, &id).await
+}
+
+pub async fn cancel(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    owner: Option<Extension<KeyOwner>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = Caller::identify(&state, &headers, owner)?;
+    let found = bulk::cancel(&state.db, &id, caller.partner_id())
+        .await
+        .map_err(|e| ApiError::dependency(e, state.config.retry_after_secs))?;
+    if !found {
+        return Err(ApiError::NotFoundMessage("no such job".into()));
+    }
+    job_progress(&state, &caller, &id).await
+}
+
+async fn job_progress(state: &AppState, caller: &Caller, id: &str) -> Result<Response, ApiError> {
+    let progress = bulk::progress(&state.db, id, caller.partner_id())
+        .await
+        .map_err(|e| ApiError::dependency(e, state.config.retry_after_secs))?
+        .ok_or_else(|| ApiError::NotFoundMessage("no such job".into()))?;
+    let mut response = Json(progress).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
