@@ -11,7 +11,8 @@
 #    split (from its log), so "everything but the render" is visible.
 # 3. Metering cost: the same hit URL with and without a partner key, rounds
 #    alternating in one run (each keyed request is resolved from the key
-#    cache, held to limits and counted; counts flushed once a second).
+#    cache, held to limits and counted; counts flushed once a second;
+#    5 alternating rounds, reported as the ratio of the sums).
 . "$(dirname "$0")/../deploy/local/lib.sh"
 DURATION="${1:-10}"
 apt_install wrk curl
@@ -48,14 +49,14 @@ printf '%-28s %12s %10s\n' "bare axum 302" "$b_rps" "$(p99 <<<"$bare")"
 printf '%-28s %12s %10s\n' "kiln hit (302 to S3)" "$k_rps" "$(p99 <<<"$kiln")"
 awk -v k="$k_rps" -v b="$b_rps" 'BEGIN { printf "kiln / bare = %.2f\n", k / b }'
 
-log "metering: the hit URL without and with a partner key, 3 alternating rounds of ${DURATION}s"
+log "metering: the hit URL without and with a partner key, 5 alternating rounds of ${DURATION}s"
 partner_key="$("$BIN/kiln" partner create "bench-$RUN_ID" | sed -n 's/^key (shown once): //p')"
 [ -n "$partner_key" ] || die "could not create a bench partner"
 keyed_url="$hit_url?key=$partner_key"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$keyed_url")" = 302 ] || die "keyed warm-up failed"
 plain_sum=0; keyed_sum=0
 printf '%-8s %14s %14s\n' round "no key req/s" "key req/s"
-for round in 1 2 3; do
+for round in 1 2 3 4 5; do
   p="$(run_wrk "$hit_url" | rps)"; k="$(run_wrk "$keyed_url" | rps)"
   printf '%-8s %14s %14s\n' "$round" "$p" "$k"
   plain_sum="$(awk -v a="$plain_sum" -v b="$p" 'BEGIN { print a + b }')"

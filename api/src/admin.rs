@@ -29,7 +29,7 @@ pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErr
 #[derive(Clone, Debug)]
 pub enum Caller {
     Admin,
-    Partner(kiln_core::partners::KeyOwner),
+    Partner(crate::partner_access::PartnerKey),
 }
 
 impl Caller {
@@ -38,7 +38,7 @@ impl Caller {
     pub fn identify(
         state: &AppState,
         headers: &HeaderMap,
-        owner: Option<axum::Extension<kiln_core::partners::KeyOwner>>,
+        owner: Option<axum::Extension<crate::partner_access::PartnerKey>>,
     ) -> Result<Self, ApiError> {
         match owner {
             Some(axum::Extension(owner)) => Ok(Self::Partner(owner)),

@@ -74,6 +74,11 @@ impl Meter {
         }
     }
 
+    /// Whether every access is kept (`KILN_AUDIT`).
+    pub fn audits(&self) -> bool {
+        self.audit.is_some()
+    }
+
     pub fn record(&self, access: &Access<'_>) {
         let now = Utc::now();
         let bucket = Bucket {

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -30,6 +30,9 @@ use crate::state::{AppState, SharedState};
 /// to an original counts the original's size).
 #[derive(Clone, Copy, Debug)]
 pub struct DeliveredBytes(pub u64);
+
+/// A resolved key, as handlers find it in the request's extensions.
+pub type PartnerKey = Arc<KeyOwner>;
 
 /// The header a key may also come in.
 pub const KEY_HEADER: &str = "x-kiln-key";
@@ -59,6 +62,12 @@ fn kind_of(path: &str) -> Option<&'static str> {
 fn take_key(uri: &Uri, headers: &axum::http::HeaderMap) -> Option<(String, Uri)> {
     let path = uri.path();
     let query = uri.query().unwrap_or("");
+    let from_header =
+        || headers.contains_key(KEY_HEADER) || headers.contains_key(header::AUTHORIZATION);
+    // Most requests carry no key at all: no allocation for them.
+    if !query.contains("key=") && !path.starts_with("/originals/") && !from_header() {
+        return None;
+    }
     let mut key = None;
     let kept: Vec<&str> = query
         .split('&')
@@ -107,14 +116,15 @@ fn take_key(uri: &Uri, headers: &axum::http::HeaderMap) -> Option<(String, Uri)>
 }
 
 /// Resolved keys, briefly remembered (unknown ones too, so a flood of made-up
-/// keys does not reach Postgres).
+/// keys does not reach Postgres). Held by the presented key itself, which the
+/// process sees anyway: no hashing on the hit path.
 #[derive(Default)]
 pub struct KeyCache {
-    entries: Mutex<HashMap<Vec<u8>, Resolved>>,
+    entries: Mutex<HashMap<String, Resolved>>,
 }
 
 /// A key's owner (`None`: unknown or revoked) and when that was read.
-type Resolved = (Option<KeyOwner>, Instant);
+type Resolved = (Option<PartnerKey>, Instant);
 
 impl KeyCache {
     async fn resolve(
@@ -122,22 +132,21 @@ impl KeyCache {
         db: &sqlx::PgPool,
         key: &str,
         ttl: Duration,
-    ) -> Result<Option<KeyOwner>, sqlx::Error> {
-        let hash = partners::key_hash(key);
+    ) -> Result<Option<PartnerKey>, sqlx::Error> {
         {
             let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((owner, at)) = entries.get(&hash) {
+            if let Some((owner, at)) = entries.get(key) {
                 if at.elapsed() < ttl {
                     return Ok(owner.clone());
                 }
             }
         }
-        let owner = partners::find_key(db, key).await?;
+        let owner = partners::find_key(db, key).await?.map(Arc::new);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= 100_000 {
             entries.retain(|_, (_, at)| at.elapsed() < ttl);
         }
-        entries.insert(hash, (owner.clone(), Instant::now()));
+        entries.insert(key.to_owned(), (owner.clone(), Instant::now()));
         Ok(owner)
     }
 
@@ -250,7 +259,12 @@ pub async fn partner_access(
         }
     };
     let started = Instant::now();
-    let object = request.uri().path().to_owned();
+    // Only the audit trail keeps the path and address of each access.
+    let object = if state.meter.audits() {
+        request.uri().path().to_owned()
+    } else {
+        String::new()
+    };
     let response = match held_to_limits(&state, &owner).await {
         Ok(()) => {
             request.extensions_mut().insert(owner.clone());
@@ -276,7 +290,11 @@ pub async fn partner_access(
         bytes,
         duration: started.elapsed(),
         object: &object,
-        client: &client.ip().to_string(),
+        client: &if state.meter.audits() {
+            client.ip().to_string()
+        } else {
+            String::new()
+        },
     });
     response
 }

@@ -30,13 +30,15 @@ pub async fn serve_image(
     options: &ImageOptions,
     request_headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (planned, source_size) = plan_image(state, source, options).await?;
+    let target = image_target(state, source, options).await?;
     if let Some(response) =
-        deliver_if_known_ready(state, &planned.cache_key, request_headers).await?
+        deliver_if_known_ready(state, &target.cache_key, request_headers).await?
     {
         metrics::counter!(m::CACHE_HITS, "kind" => "image").increment(1);
         return Ok(response);
     }
+    let source_size = target.meta.size;
+    let planned = planned_image(state, source, target);
     if let Some(message) = too_large(state, source_size) {
         renditions::insert_failed(&state.db, &planned.new_rendition(), 413, &message)
             .await
@@ -58,13 +60,18 @@ pub fn too_large(state: &AppState, size: u64) -> Option<String> {
     (size > limit).then(|| format!("source is larger than {limit} bytes"))
 }
 
-/// The rendition an image request names (its cache key pins the original's
-/// ETag), with the original's size.
-pub async fn plan_image(
+/// What an image request names: its cache key pins the original's ETag.
+pub struct ImageTarget {
+    canonical: String,
+    meta: ObjectMeta,
+    cache_key: String,
+}
+
+async fn image_target(
     state: &AppState,
     source: &SourceKey,
     options: &ImageOptions,
-) -> Result<(Planned, u64), ApiError> {
+) -> Result<ImageTarget, ApiError> {
     let canonical = options.canonical();
     let meta = source_meta(state, source).await?;
     let cache_key = rendition_key(
@@ -73,6 +80,32 @@ pub async fn plan_image(
         source.as_str(),
         &meta.etag,
     );
+    Ok(ImageTarget {
+        canonical,
+        meta,
+        cache_key,
+    })
+}
+
+/// The rendition an image request names, with the original's size.
+pub async fn plan_image(
+    state: &AppState,
+    source: &SourceKey,
+    options: &ImageOptions,
+) -> Result<(Planned, u64), ApiError> {
+    let target = image_target(state, source, options).await?;
+    let size = target.meta.size;
+    Ok((planned_image(state, source, target), size))
+}
+
+/// The row and job message of an image rendition (built only on a miss: the
+/// hit path never serialises a job).
+fn planned_image(state: &AppState, source: &SourceKey, target: ImageTarget) -> Planned {
+    let ImageTarget {
+        canonical,
+        meta,
+        cache_key,
+    } = target;
     let object_key = object_key(&state.config.s3.cache_prefix, &cache_key);
     let job = ImageJob {
         cache_key: cache_key.clone(),
@@ -83,7 +116,7 @@ pub async fn plan_image(
         attempt: 1,
         enqueued_at_ms: Some(kiln_core::job::now_ms()),
     };
-    let planned = Planned {
+    Planned {
         kind: JobKind::Image.name().to_owned(),
         cache_key,
         object_key,
@@ -91,8 +124,7 @@ pub async fn plan_image(
         source_etag: meta.etag,
         options: canonical,
         payload: job.to_json(),
-    };
-    Ok((planned, meta.size))
+    }
 }
 
 /// A rendition that may have to be rendered: its row and its job message.

@@ -23,10 +23,10 @@ use futures_util::StreamExt as _;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
 
+use crate::partner_access::PartnerKey;
 use kiln_core::bulk::{self, Planned, PlannedItem};
 use kiln_core::cards::CardSpec;
 use kiln_core::options::ImageOptions;
-use kiln_core::partners::KeyOwner;
 use kiln_core::source_key::SourceKey;
 
 use crate::admin::Caller;
@@ -104,7 +104,7 @@ enum Outcome {
 pub async fn submit(
     State(state): State<SharedState>,
     headers: HeaderMap,
-    owner: Option<Extension<KeyOwner>>,
+    owner: Option<Extension<PartnerKey>>,
     body: Result<Json<NewJob>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let caller = Caller::identify(&state, &headers, owner)?;
@@ -289,7 +289,7 @@ fn card_outcome(planned: Option<Planned>) -> Result<PlannedItem, ApiError> {
 pub async fn progress(
     State(state): State<SharedState>,
     headers: HeaderMap,
-    owner: Option<Extension<KeyOwner>>,
+    owner: Option<Extension<PartnerKey>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let caller = Caller::identify(&state, &headers, owner)?;
@@ -299,7 +299,7 @@ pub async fn progress(
 pub async fn cancel(
     State(state): State<SharedState>,
     headers: HeaderMap,
-    owner: Option<Extension<KeyOwner>>,
+    owner: Option<Extension<PartnerKey>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let caller = Caller::identify(&state, &headers, owner)?;

@@ -14,7 +14,7 @@ use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
-use kiln_core::partners::KeyOwner;
+use crate::partner_access::PartnerKey;
 use kiln_core::source_key::SourceKey;
 use kiln_core::storage::content_type_of;
 
@@ -25,7 +25,7 @@ use crate::state::SharedState;
 
 pub async fn original(
     State(state): State<SharedState>,
-    owner: Option<Extension<KeyOwner>>,
+    owner: Option<Extension<PartnerKey>>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let Some(Extension(owner)) = owner else {

@@ -15,7 +15,7 @@ use axum::{Extension, Json};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 
-use kiln_core::partners::KeyOwner;
+use crate::partner_access::PartnerKey;
 use kiln_core::usage::{self, Period, UsageRow};
 
 use crate::admin::Caller;
@@ -66,7 +66,7 @@ fn instant(value: Option<&str>, name: &str) -> Result<Option<DateTime<Utc>>, Api
 pub async fn report(
     State(state): State<SharedState>,
     headers: HeaderMap,
-    owner: Option<Extension<KeyOwner>>,
+    owner: Option<Extension<PartnerKey>>,
     query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let caller = Caller::identify(&state, &headers, owner)?;
@@ -127,7 +127,7 @@ pub struct PageQuery {
 pub async fn usage_page(
     State(state): State<SharedState>,
     headers: HeaderMap,
-    owner: Option<Extension<KeyOwner>>,
+    owner: Option<Extension<PartnerKey>>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let caller = Caller::identify(&state, &headers, owner)?;
