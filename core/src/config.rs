@@ -83,6 +83,8 @@ pub struct AmqpConfig {
     /// When set, RabbitMQ deletes Kiln's queues after they go unused this long
     /// (`x-expires`): for ephemeral deployments such as tests and previews.
     pub queue_expires: Option<Duration>,
+    /// Quorum queues (`KILN_QUEUE_TYPE=quorum`) for RabbitMQ clusters.
+    pub quorum_queues: bool,
 }
 
 impl AmqpConfig {
@@ -99,6 +101,11 @@ impl AmqpConfig {
             queue_expires: match parse_or("KILN_QUEUE_EXPIRES_MS", 0u64)? {
                 0 => None,
                 ms => Some(Duration::from_millis(ms)),
+            },
+            quorum_queues: match var_or("KILN_QUEUE_TYPE", "classic").as_str() {
+                "classic" => false,
+                "quorum" => true,
+                other => bail!("KILN_QUEUE_TYPE={other:?} is invalid: expected classic or quorum"),
             },
         })
     }

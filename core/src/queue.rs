@@ -5,7 +5,10 @@
 //! priorities so bulk work never starves on-demand misses), one delay queue
 //! per retry (`{prefix}{kind}.retry.{n}`: messages wait out their TTL there and
 //! dead-letter back to the work queue), and a dead-letter queue
-//! (`{prefix}{kind}.dead`) for jobs that failed every attempt.
+//! (`{prefix}{kind}.dead`) for jobs that failed every attempt. With
+//! `KILN_QUEUE_TYPE=quorum` every queue is a quorum queue (replicated, for
+//! clusters); switching type needs new queue names (a new prefix), as
+//! RabbitMQ refuses to redeclare a queue with another type.
 
 use std::time::Duration;
 
@@ -26,6 +29,7 @@ pub struct Topology {
     prefix: String,
     max_attempts: u32,
     expires: Option<Duration>,
+    quorum: bool,
 }
 
 impl Topology {
@@ -34,12 +38,19 @@ impl Topology {
             prefix: cfg.queue_prefix.clone(),
             max_attempts: cfg.max_attempts,
             expires: cfg.queue_expires,
+            quorum: cfg.quorum_queues,
         }
     }
 
     /// Arguments every queue of this topology shares.
     fn base_args(&self) -> FieldTable {
         let mut args = FieldTable::default();
+        if self.quorum {
+            args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString(LongString::from("quorum")),
+            );
+        }
         if let Some(expires) = self.expires {
             args.insert(
                 "x-expires".into(),
@@ -73,10 +84,14 @@ impl Topology {
             ..QueueDeclareOptions::default()
         };
         let mut work_args = self.base_args();
-        work_args.insert(
-            "x-max-priority".into(),
-            AMQPValue::ShortShortUInt(MAX_PRIORITY),
-        );
+        // Quorum queues take no x-max-priority: since RabbitMQ 4.0 they
+        // deliver priorities above 4 (on-demand) before the rest (bulk).
+        if !self.quorum {
+            work_args.insert(
+                "x-max-priority".into(),
+                AMQPValue::ShortShortUInt(MAX_PRIORITY),
+            );
+        }
         channel
             .queue_declare(self.work_queue(kind).into(), durable, work_args)
             .await

@@ -12,4 +12,5 @@ mod miss_dedupe;
 mod nginx;
 mod observability;
 mod partners;
+mod queues;
 mod worker_faults;

@@ -64,3 +64,32 @@ async fn readiness_fails_when_a_dependency_is_unreachable() -> anyhow::Result<()
     env.cleanup().await;
     Ok(())
 }
+
+/// Every metric the Grafana dashboard queries is one Kiln exports.
+#[test]
+fn the_dashboard_queries_only_metrics_kiln_exports() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).expect(p);
+    let exported = read("api/src/metrics.rs") + &read("worker/src/metrics.rs");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/kiln-dashboard.json")).expect("dashboard JSON");
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().unwrap_or_default();
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("kiln_"))
+            {
+                let base = name.strip_suffix("_bucket").unwrap_or(name);
+                assert!(
+                    exported.contains(&format!("\"{base}\"")),
+                    "panel {:?} queries {name}, which Kiln does not export",
+                    panel["title"]
+                );
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried >= 20, "{queried}");
+}
