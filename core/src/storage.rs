@@ -12,6 +12,7 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
@@ -271,16 +272,9 @@ impl Storage {
         object_key: &str,
         ttl: Duration,
     ) -> Result<String, StorageError> {
-        let config = presigning(ttl)?;
-        let request = self
-            .presigner
-            .get_object()
-            .bucket(&self.config.cache_bucket)
-            .key(object_key)
-            .presigned(config)
+        let bucket = &self.config.cache_bucket;
+        self.presign_get(bucket, object_key, ttl, "presign rendition", |get| get)
             .await
-            .map_err(|e| classify(e, "presign rendition"))?;
-        Ok(request.uri().to_owned())
     }
 
     /// A presigned GET URL for an original that downloads as `filename`
@@ -291,17 +285,11 @@ impl Storage {
         filename: &str,
         ttl: Duration,
     ) -> Result<String, StorageError> {
-        let config = presigning(ttl)?;
-        let request = self
-            .presigner
-            .get_object()
-            .bucket(&self.config.originals_bucket)
-            .key(key)
-            .response_content_disposition(attachment(filename))
-            .presigned(config)
-            .await
-            .map_err(|e| classify(e, "presign download"))?;
-        Ok(request.uri().to_owned())
+        let bucket = &self.config.originals_bucket;
+        self.presign_get(bucket, key, ttl, "presign download", |get| {
+            get.response_content_disposition(attachment(filename))
+        })
+        .await
     }
 
     /// A presigned GET URL for an original, answered with `content_type`,
@@ -312,16 +300,27 @@ impl Storage {
         content_type: &str,
         ttl: Duration,
     ) -> Result<String, StorageError> {
+        let bucket = &self.config.originals_bucket;
+        self.presign_get(bucket, key, ttl, "presign original", |get| {
+            get.response_content_type(content_type)
+        })
+        .await
+    }
+
+    /// Presigns a GET of `bucket/key`, with response overrides set by `customise`.
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        ttl: Duration,
+        what: &'static str,
+        customise: impl FnOnce(GetObjectFluentBuilder) -> GetObjectFluentBuilder,
+    ) -> Result<String, StorageError> {
         let config = presigning(ttl)?;
-        let request = self
-            .presigner
-            .get_object()
-            .bucket(&self.config.originals_bucket)
-            .key(key)
-            .response_content_type(content_type)
+        let request = customise(self.presigner.get_object().bucket(bucket).key(key))
             .presigned(config)
             .await
-            .map_err(|e| classify(e, "presign original"))?;
+            .map_err(|e| classify(e, what))?;
         Ok(request.uri().to_owned())
     }
 
