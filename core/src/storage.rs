@@ -126,14 +126,24 @@ impl Storage {
     }
 
     pub async fn head_original(&self, key: &str) -> Result<ObjectMeta, StorageError> {
+        self.head(&self.config.originals_bucket, key, "HEAD original")
+            .await
+    }
+
+    async fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        what: &'static str,
+    ) -> Result<ObjectMeta, StorageError> {
         let out = self
             .client
             .head_object()
-            .bucket(&self.config.originals_bucket)
+            .bucket(bucket)
             .key(key)
             .send()
             .await
-            .map_err(|e| classify(e, "HEAD original"))?;
+            .map_err(|e| classify(e, what))?;
         Ok(ObjectMeta {
             etag: out.e_tag().unwrap_or_default().to_owned(),
             size: out.content_length().unwrap_or(0).max(0) as u64,
@@ -249,19 +259,18 @@ impl Storage {
         Ok(())
     }
 
-    /// Whether a rendition object exists (used by workers to skip finished work).
-    pub async fn rendition_exists(&self, object_key: &str) -> Result<bool, StorageError> {
+    /// A stored rendition's size and type, if it exists (a retried job finds
+    /// the work an earlier attempt uploaded before it could record it).
+    pub async fn rendition_meta(
+        &self,
+        object_key: &str,
+    ) -> Result<Option<ObjectMeta>, StorageError> {
         match self
-            .client
-            .head_object()
-            .bucket(&self.config.cache_bucket)
-            .key(object_key)
-            .send()
+            .head(&self.config.cache_bucket, object_key, "HEAD rendition")
             .await
-            .map_err(|e| classify(e, "HEAD rendition"))
         {
-            Ok(_) => Ok(true),
-            Err(StorageError::NotFound) => Ok(false),
+            Ok(meta) => Ok(Some(meta)),
+            Err(StorageError::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
     }

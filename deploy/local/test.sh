@@ -4,6 +4,11 @@
 # local PostgreSQL, RabbitMQ and Garage (started here if needed).
 . "$(dirname "$0")/lib.sh"
 
+# The fault suite stops and starts PostgreSQL, RabbitMQ and Garage: only
+# services this stack runs itself, never ones the caller pointed it at.
+faults="${KILN_FAULTS:-1}"
+if [ -n "${KILN_DATABASE_URL:-}${KILN_AMQP_URL:-}" ]; then faults=0; fi
+
 ensure_services
 cd "$KILN_ROOT"
 log "cargo fmt --check"
@@ -22,3 +27,9 @@ fi
 export KILN_BIN_DIR="$CARGO_TARGET_DIR/release"
 log "running tests"
 cargo test --workspace --release -- --test-threads "${KILN_TEST_THREADS:-4}"
+if [ "$faults" = 1 ]; then
+  log "running the fault suite (restarts the services, one test at a time)"
+  cargo test --release -p kiln-e2e --test faults -- --ignored --test-threads 1
+else
+  log "fault suite skipped (KILN_FAULTS=0, or services given by KILN_DATABASE_URL / KILN_AMQP_URL)"
+fi

@@ -97,14 +97,7 @@ async fn undecodable_and_oversized_sources_are_remembered_not_requeued() -> anyh
         .upload("bomb.png", images::png_bomb(), "image/png")
         .await?;
     let big = env
-        .upload(
-            "big.png",
-            images::encode(
-                image::DynamicImage::ImageRgb8(images::photo(800, 800)),
-                image::ImageFormat::Png,
-            ),
-            "image/png",
-        )
+        .upload("big.png", images::png(800, 800), "image/png")
         .await?;
 
     for (source, expected, needle) in [

@@ -13,4 +13,5 @@ mod nginx;
 mod observability;
 mod partners;
 mod queues;
+mod shutdown;
 mod worker_faults;

@@ -14,14 +14,7 @@ async fn a_worker_killed_mid_job_loses_nothing() -> anyhow::Result<()> {
         .await?;
     // Large enough that decoding and resizing take a while.
     let source = env
-        .upload(
-            "huge.png",
-            images::encode(
-                image::DynamicImage::ImageRgb8(images::photo(5000, 4000)),
-                image::ImageFormat::Png,
-            ),
-            "image/png",
-        )
+        .upload("huge.png", images::png(5000, 4000), "image/png")
         .await?;
     let client = http();
     let url = api.url(&env.signed_path("400x400,f:jpeg", &source));

@@ -32,6 +32,14 @@ pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
     )
 }
 
+/// A photo-like opaque PNG (slow to decode when large: no shrink-on-load).
+pub fn png(width: u32, height: u32) -> Vec<u8> {
+    encode(
+        DynamicImage::ImageRgb8(photo(width, height)),
+        ImageFormat::Png,
+    )
+}
+
 pub fn png_with_alpha(width: u32, height: u32) -> Vec<u8> {
     let image = RgbaImage::from_fn(width, height, |x, _| {
         image::Rgba([200, 30, 30, (x * 255 / width) as u8])

@@ -107,7 +107,7 @@ impl<H: JobHandler> Consumer<H> {
 
     async fn handle(&self, topology: &Topology, delivery: Delivery) {
         let kind = H::KIND.name();
-        let job: H::Job = match serde_json::from_slice(&delivery.data) {
+        let mut job: H::Job = match serde_json::from_slice(&delivery.data) {
             Ok(job) => job,
             Err(err) => {
                 tracing::error!(%err, "undecodable job message; dead-lettering it");
@@ -119,13 +119,15 @@ impl<H: JobHandler> Consumer<H> {
             metrics::histogram!(m::QUEUE_WAIT, "kind" => kind)
                 .record(now_ms().saturating_sub(at) as f64 / 1000.0);
         }
-        let outcome = match tokio::time::timeout(self.job_timeout, self.handler.run(&job)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(JobError::Transient(anyhow::anyhow!(
-                "job timed out after {:?}",
-                self.job_timeout
-            ))),
-        };
+        let resumed = delivery.redelivered || *H::attempt(&mut job) > 1;
+        let outcome =
+            match tokio::time::timeout(self.job_timeout, self.handler.run(&job, resumed)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(JobError::Transient(anyhow::anyhow!(
+                    "job timed out after {:?}",
+                    self.job_timeout
+                ))),
+            };
         let settled = match outcome {
             Ok(()) => {
                 metrics::counter!(m::JOBS, "kind" => kind, "outcome" => "ok").increment(1);

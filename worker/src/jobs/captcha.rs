@@ -71,7 +71,7 @@ impl JobHandler for CaptchaContext {
     fn enqueued_at_ms(job: &CaptchaJob) -> Option<u64> {
         job.enqueued_at_ms
     }
-    async fn run(&self, job: &CaptchaJob) -> Result<(), JobError> {
+    async fn run(&self, job: &CaptchaJob, _resumed: bool) -> Result<(), JobError> {
         if !self.config.is_slot(&job.slot) {
             // Another pool size: nothing to do for this slot any more.
             return Ok(());

@@ -56,8 +56,8 @@ impl JobHandler for CardContext {
     fn enqueued_at_ms(job: &CardJob) -> Option<u64> {
         job.enqueued_at_ms
     }
-    async fn run(&self, job: &CardJob) -> Result<(), JobError> {
-        run(self, job).await
+    async fn run(&self, job: &CardJob, resumed: bool) -> Result<(), JobError> {
+        run(self, job, resumed).await
     }
     async fn record_failure(
         &self,
@@ -73,12 +73,23 @@ impl JobHandler for CardContext {
 }
 
 #[tracing::instrument(skip_all, fields(cache_key = %job.cache_key, template = %job.template, attempt = job.attempt))]
-async fn run(ctx: &CardContext, job: &CardJob) -> Result<(), JobError> {
+async fn run(ctx: &CardContext, job: &CardJob, resumed: bool) -> Result<(), JobError> {
     let row = renditions::find(&ctx.db, &job.cache_key)
         .await
         .context("reading the rendition row")?;
     if row.map(|r| r.status) != Some(Status::Pending) {
         tracing::info!("card already finished or released; nothing to do");
+        return Ok(());
+    }
+    if resumed
+        && super::rendition_outcome::recorded_if_stored(
+            &ctx.db,
+            &ctx.storage,
+            &job.cache_key,
+            &job.object_key,
+        )
+        .await?
+    {
         return Ok(());
     }
     tracing::info!("rendering card");

@@ -41,8 +41,8 @@ impl JobHandler for JobContext {
     fn enqueued_at_ms(job: &ImageJob) -> Option<u64> {
         job.enqueued_at_ms
     }
-    async fn run(&self, job: &ImageJob) -> Result<(), JobError> {
-        run(self, job).await
+    async fn run(&self, job: &ImageJob, resumed: bool) -> Result<(), JobError> {
+        run(self, job, resumed).await
     }
     async fn record_failure(
         &self,
@@ -58,7 +58,7 @@ impl JobHandler for JobContext {
 }
 
 #[tracing::instrument(skip_all, fields(cache_key = %job.cache_key, source = %job.source_key, attempt = job.attempt))]
-pub async fn run(ctx: &JobContext, job: &ImageJob) -> Result<(), JobError> {
+pub async fn run(ctx: &JobContext, job: &ImageJob, resumed: bool) -> Result<(), JobError> {
     let row = renditions::find(&ctx.db, &job.cache_key)
         .await
         .context("reading the rendition row")?;
@@ -72,6 +72,17 @@ pub async fn run(ctx: &JobContext, job: &ImageJob) -> Result<(), JobError> {
             tracing::info!("rendition claim was released; nothing to do");
             return Ok(());
         }
+    }
+    if resumed
+        && super::rendition_outcome::recorded_if_stored(
+            &ctx.db,
+            &ctx.storage,
+            &job.cache_key,
+            &job.object_key,
+        )
+        .await?
+    {
+        return Ok(());
     }
     let options = ImageOptions::parse(&job.options).map_err(|e| JobError::Permanent {
         http_status: 422,

@@ -27,7 +27,13 @@ pub trait JobHandler: Send + Sync + 'static {
     fn cache_key(job: &Self::Job) -> &str;
     fn attempt(job: &mut Self::Job) -> &mut u32;
     fn enqueued_at_ms(job: &Self::Job) -> Option<u64>;
-    fn run(&self, job: &Self::Job) -> impl Future<Output = Result<(), JobError>> + Send;
+    /// Runs a job. `resumed` says an earlier attempt may have got part of
+    /// the way (a retry, or a redelivery after a worker or broker went away).
+    fn run(
+        &self,
+        job: &Self::Job,
+        resumed: bool,
+    ) -> impl Future<Output = Result<(), JobError>> + Send;
     /// Remembers a permanent failure (renditions: on the row, answered at once).
     fn record_failure(
         &self,
@@ -43,7 +49,36 @@ pub trait JobHandler: Send + Sync + 'static {
 pub(crate) mod rendition_outcome {
     use anyhow::Context as _;
     use kiln_core::renditions;
+    use kiln_core::storage::Storage;
     use sqlx::PgPool;
+
+    /// For a resumed job: if an earlier attempt already uploaded the
+    /// rendition (and then lost Postgres, the broker or its life before
+    /// recording it), records it as ready instead of rendering it again.
+    /// `true` means the job is done.
+    pub async fn recorded_if_stored(
+        db: &PgPool,
+        storage: &Storage,
+        cache_key: &str,
+        object_key: &str,
+    ) -> anyhow::Result<bool> {
+        let Some(meta) = storage
+            .rendition_meta(object_key)
+            .await
+            .context("looking for an earlier attempt's upload")?
+        else {
+            return Ok(false);
+        };
+        let content_type = meta
+            .content_type
+            .as_deref()
+            .unwrap_or("application/octet-stream");
+        renditions::mark_ready(db, cache_key, content_type, meta.size)
+            .await
+            .context("marking an earlier upload ready")?;
+        tracing::info!(%cache_key, "an earlier attempt had stored the rendition; recorded it");
+        Ok(true)
+    }
 
     pub async fn failed(
         db: &PgPool,

@@ -1,0 +1,157 @@
+//! PostgreSQL, RabbitMQ and Garage go away while requests flow, and come
+//! back: Kiln answers 503 with `Retry-After` meanwhile (never a hang, never a
+//! 500), reconnects by itself, and ends with exactly one object and one
+//! render per rendition asked for.
+
+use std::time::{Duration, Instant};
+
+use kiln_e2e::services::{Outage, Service};
+use kiln_e2e::{images, Process, TestEnv};
+
+use crate::flow::{check_answers, client, settle, Answer, Flow};
+
+const OUTAGE: Duration = Duration::from_secs(5);
+
+/// Renders the worker began (a render repeated after a fault counts twice).
+fn renders_begun(worker: &Process) -> usize {
+    worker.log_count("rendering bytes=")
+}
+
+async fn readyz(process: &Process) -> anyhow::Result<u16> {
+    Ok(client()
+        .get(process.url("/readyz"))
+        .send()
+        .await?
+        .status()
+        .as_u16())
+}
+
+/// Asks `/readyz` until it answers 200 (the process reconnected), at most 30 s.
+async fn ready_again(process: &Process) -> anyhow::Result<()> {
+    for _ in 0..150 {
+        if readyz(process).await? == 200 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("{} is not ready 30 s after the outage", process.base_url)
+}
+
+fn during(answers: &[Answer], from: Instant, to: Instant) -> Vec<&Answer> {
+    answers
+        .iter()
+        .filter(|a| a.at > from && a.at < to)
+        .collect()
+}
+
+/// Hits keep flowing, two slow renders are in flight when `service` stops,
+/// new misses arrive during the outage; then everything settles.
+async fn requests_flow_through(service: Service) -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let api = env.spawn_api(&[("KILN_MISS_WAIT_MS", "5000")]).await?;
+    let mut worker = env
+        .spawn_worker(&[("KILN_WORKER_CONCURRENCY", "2")])
+        .await?;
+    let small = env
+        .upload("small.jpg", images::jpeg(800, 600), "image/jpeg")
+        .await?;
+    let big = env
+        .upload("big.png", images::png(4000, 3000), "image/png")
+        .await?;
+    let url = |options: String, source: &str| api.url(&env.signed_path(&options, source));
+    let warm: Vec<String> = (0..10)
+        .map(|i| url(format!("{}x90", 100 + i), &small))
+        .collect();
+    let slow: Vec<String> = (0..2)
+        .map(|i| url(format!("{}x2000,f:avif,q:90", 2600 + i), &big))
+        .collect();
+    let fresh: Vec<String> = (0..10)
+        .map(|i| url(format!("{}x50", 60 + i), &small))
+        .collect();
+    settle(&warm, Duration::from_secs(30)).await?;
+
+    let hits = Flow::start(warm.clone(), 2);
+    let in_flight = Flow::start(slow.clone(), 2);
+    // Both slow renders under way (the worker renders two at a time).
+    for _ in 0..200 {
+        if renders_begun(&worker) >= warm.len() + slow.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rendering_before = renders_begun(&worker);
+    let outage = Outage::begin(service).await?;
+    let down = Instant::now();
+    let misses = Flow::start(fresh.clone(), 2);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let api_ready_during = readyz(&api).await?;
+    let worker_ready_during = readyz(&worker).await?;
+    tokio::time::sleep(OUTAGE).await;
+    let restarting = Instant::now();
+    outage.end().await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let hit_answers = hits.finish().await?;
+    let slow_answers = in_flight.finish().await?;
+    let miss_answers = misses.finish().await?;
+    for answers in [&hit_answers, &slow_answers, &miss_answers] {
+        check_answers(answers)?;
+    }
+
+    // During the outage the renditions already made were still served…
+    let served = during(&hit_answers, down, restarting);
+    assert!(
+        !served.is_empty() && served.iter().all(|a| a.status == 302),
+        "hits during the outage: {served:?}"
+    );
+    // …new ones answered 503 + Retry-After (checked above) at once, not after a hang.
+    let refused = during(&miss_answers, down, restarting);
+    assert!(
+        refused.iter().any(|a| a.status == 503),
+        "misses during the outage: {refused:?}"
+    );
+    assert_eq!(api_ready_during, 503, "the api reports the outage");
+    assert_eq!(worker_ready_during, 503, "the worker reports the outage");
+    assert_eq!(
+        rendering_before,
+        warm.len() + slow.len(),
+        "the slow renders were under way when the outage began"
+    );
+
+    // Afterwards every rendition is served, by the same processes…
+    let all: Vec<String> = [warm, slow, fresh].concat();
+    settle(&all, Duration::from_secs(90)).await?;
+    ready_again(&api).await?;
+    ready_again(&worker).await?;
+    assert!(
+        worker.is_running(),
+        "the worker reconnected without a restart"
+    );
+    // …with no render lost or made twice.
+    assert_eq!(env.cache_objects().await?.len(), all.len());
+    assert_eq!(
+        renders_begun(&worker),
+        all.len(),
+        "one render per rendition"
+    );
+    drop(api);
+    env.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "restarts RabbitMQ: run by deploy/local/test.sh, one at a time"]
+async fn rabbitmq_restart_while_requests_flow() -> anyhow::Result<()> {
+    requests_flow_through(Service::Rabbitmq).await
+}
+
+#[tokio::test]
+#[ignore = "restarts PostgreSQL: run by deploy/local/test.sh, one at a time"]
+async fn postgres_restart_while_requests_flow() -> anyhow::Result<()> {
+    requests_flow_through(Service::Postgres).await
+}
+
+#[tokio::test]
+#[ignore = "stops Garage: run by deploy/local/test.sh, one at a time"]
+async fn garage_stopped_while_requests_flow() -> anyhow::Result<()> {
+    requests_flow_through(Service::Garage).await
+}
