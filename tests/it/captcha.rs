@@ -12,7 +12,7 @@ use kiln_e2e::{http, Process, TestEnv, CAPTCHA_SALT};
 
 /// Four characters keep the brute force below a second; one hex digit, 16 slots.
 /// Rate limits are raised: every test client is 127.0.0.1.
-const POOL: &[(&str, &str)] = &[
+pub(crate) const POOL: &[(&str, &str)] = &[
     ("KILN_CAPTCHA_LENGTH", "4"),
     ("KILN_CAPTCHA_POOL_DIGITS", "1"),
     ("KILN_CAPTCHA_RATE_PER_MINUTE", "60000"),
@@ -34,7 +34,7 @@ fn config(mode: KeyMode) -> CaptchaConfig {
 }
 
 /// The code behind `key` in `slot`.
-fn solve(mode: KeyMode, slot: &str, key: &str) -> String {
+pub(crate) fn solve(mode: KeyMode, slot: &str, key: &str) -> String {
     let config = config(mode);
     let letters = &config.alphabet;
     let n = letters.len();
@@ -59,7 +59,7 @@ async fn stack(env: &TestEnv, api: &[(&str, &str)]) -> anyhow::Result<(Process, 
 }
 
 /// `GET /captcha`, waiting for the pool's first fill.
-async fn captcha(api: &Process) -> anyhow::Result<(String, String, String)> {
+pub(crate) async fn captcha(api: &Process) -> anyhow::Result<(String, String, String)> {
     let client = http();
     for _ in 0..100 {
         let response = client.get(api.url("/captcha")).send().await?;
@@ -76,7 +76,12 @@ async fn captcha(api: &Process) -> anyhow::Result<(String, String, String)> {
     anyhow::bail!("the pool never filled")
 }
 
-async fn verify(api: &Process, slot: &str, key: &str, code: &str) -> anyhow::Result<bool> {
+pub(crate) async fn verify(
+    api: &Process,
+    slot: &str,
+    key: &str,
+    code: &str,
+) -> anyhow::Result<bool> {
     let body: Value = http()
         .post(api.url("/captcha/verify"))
         .json(&serde_json::json!({"slot": slot, "key": key, "code": code}))
@@ -88,7 +93,7 @@ async fn verify(api: &Process, slot: &str, key: &str, code: &str) -> anyhow::Res
     Ok(body["ok"].as_bool().unwrap_or(false))
 }
 
-async fn ready_slots(env: &TestEnv) -> anyhow::Result<i64> {
+pub(crate) async fn ready_slots(env: &TestEnv) -> anyhow::Result<i64> {
     use sqlx::Row as _;
     let mut db = env.db().await?;
     let row = sqlx::query("SELECT count(*) AS n FROM captcha_slots WHERE state = 'ready'")

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use kiln_e2e::{http, Process, TestEnv, ADMIN_KEY};
 
-async fn create(api: &Process, body: Value) -> anyhow::Result<(u16, Value)> {
+pub(crate) async fn create(api: &Process, body: Value) -> anyhow::Result<(u16, Value)> {
     let response = http()
         .post(api.url("/v1/links"))
         .bearer_auth(ADMIN_KEY)
@@ -23,12 +23,12 @@ async fn create(api: &Process, body: Value) -> anyhow::Result<(u16, Value)> {
 }
 
 /// The link's path (`/dl/{token}`).
-fn path_of(link: &Value) -> String {
+pub(crate) fn path_of(link: &Value) -> String {
     let url = link["url"].as_str().unwrap_or_default();
     format!("/dl/{}", url.rsplit('/').next().unwrap_or_default())
 }
 
-async fn upload(env: &TestEnv, name: &str) -> anyhow::Result<(String, Vec<u8>)> {
+pub(crate) async fn upload(env: &TestEnv, name: &str) -> anyhow::Result<(String, Vec<u8>)> {
     let body = format!("contents of {name} for {}", env.id).into_bytes();
     let key = env.upload(name, body.clone(), "application/pdf").await?;
     Ok((key, body))

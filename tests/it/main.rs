@@ -9,6 +9,7 @@ mod image_options;
 mod links;
 mod metering;
 mod miss_dedupe;
+mod multi_instance;
 mod nginx;
 mod observability;
 mod partners;
