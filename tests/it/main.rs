@@ -5,6 +5,7 @@ mod captcha;
 mod cards;
 mod delivery;
 mod errors;
+mod fuzz_http;
 mod image_options;
 mod links;
 mod metering;

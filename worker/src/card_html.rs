@@ -99,6 +99,38 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        /// Whatever the (non-empty) parameters hold, the page has the same
+        /// tags as with plain ones: no value adds or closes an element or an
+        /// attribute. (Empty values may drop optional parts of a template.)
+        #[test]
+        fn no_parameter_changes_the_markup(
+            title in "\\PC{1,140}",
+            author in "\\PC{1,60}",
+            tag in "[<>\"'&/=a-z ]{1,24}",
+            avatar in "[a-z<>\"' ]{1,20}(/[a-z<>\"'% ]{1,20}){0,2}",
+        ) {
+            let t = templates();
+            let article = t.get("article").expect("article template");
+            let plain: BTreeMap<String, String> = ["title", "author", "tag", "avatar"]
+                .iter()
+                .map(|k| (k.to_string(), "x".to_owned()))
+                .collect();
+            let mut params = plain.clone();
+            params.insert("title".into(), title);
+            params.insert("author".into(), author);
+            params.insert("tag".into(), tag);
+            params.insert("avatar".into(), avatar);
+            let baseline = render(article, "x", &plain).unwrap();
+            let html = render(article, "x", &params).unwrap();
+            for c in ['<', '>', '"', '\''] {
+                proptest::prop_assert_eq!(html.matches(c).count(), baseline.matches(c).count(), "{:?}", c);
+            }
+        }
+    }
+
     #[test]
     fn id_groups_and_originals_reach_the_template() {
         let t = templates();
