@@ -29,7 +29,8 @@ pub struct CardSettings {
 
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
-    /// Unacknowledged deliveries held at once (RabbitMQ prefetch).
+    /// Unacknowledged deliveries held at once (RabbitMQ prefetch; default
+    /// eight per render thread).
     pub prefetch: u16,
     /// Images rendered in parallel (CPU-bound work on the blocking pool).
     pub concurrency: usize,
@@ -55,7 +56,11 @@ impl WorkerConfig {
             bail!("KILN_WORKER_CONCURRENCY must be at least 1");
         }
         // One more delivery than render slots keeps a job ready while others render.
-        let prefetch: u16 = parse_or("KILN_WORKER_PREFETCH", (concurrency + 1) as u16)?;
+        // Eight deliveries per render thread: fetches and uploads (tens of
+        // milliseconds against S3) overlap renders; on-demand renders still
+        // go first (the render pool's lanes).
+        let default_prefetch = (concurrency * 8).min(u16::MAX as usize) as u16;
+        let prefetch: u16 = parse_or("KILN_WORKER_PREFETCH", default_prefetch)?;
         if prefetch == 0 {
             bail!("KILN_WORKER_PREFETCH must be at least 1");
         }

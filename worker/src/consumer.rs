@@ -20,8 +20,9 @@ use kiln_core::config::AmqpConfig;
 use kiln_core::job::{now_ms, PRIORITY_ON_DEMAND};
 use kiln_core::queue::{self, Publisher, Topology};
 
-use crate::jobs::{JobError, JobHandler};
+use crate::jobs::{Delivered, JobError, JobHandler};
 use crate::metrics as m;
+use crate::render_pool::Lane;
 
 pub struct Consumer<H: JobHandler> {
     pub amqp: AmqpConfig,
@@ -59,9 +60,11 @@ impl<H: JobHandler> Consumer<H> {
             .create_channel()
             .await
             .context("opening channel")?;
-        // Prefetch bounds unacked deliveries per worker: with renders taking
-        // tens of milliseconds to seconds, a small window keeps work spread
-        // over workers instead of queued behind one busy process.
+        // Prefetch bounds unacked deliveries per worker: enough that S3
+        // fetches and uploads overlap renders (a small image's render is a
+        // few milliseconds, its fetch tens), few enough that work stays
+        // spread over workers. On-demand renders overtake held bulk ones in
+        // the render pool.
         channel
             .basic_qos(self.prefetch, BasicQosOptions::default())
             .await
@@ -119,9 +122,12 @@ impl<H: JobHandler> Consumer<H> {
             metrics::histogram!(m::QUEUE_WAIT, "kind" => kind)
                 .record(now_ms().saturating_sub(at) as f64 / 1000.0);
         }
-        let resumed = delivery.redelivered || *H::attempt(&mut job) > 1;
+        let delivered = Delivered {
+            resumed: delivery.redelivered || *H::attempt(&mut job) > 1,
+            lane: Lane::of_priority(delivery.properties.priority().unwrap_or(0)),
+        };
         let outcome =
-            match tokio::time::timeout(self.job_timeout, self.handler.run(&job, resumed)).await {
+            match tokio::time::timeout(self.job_timeout, self.handler.run(&job, delivered)).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(JobError::Transient(anyhow::anyhow!(
                     "job timed out after {:?}",

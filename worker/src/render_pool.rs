@@ -2,43 +2,89 @@
 //! work stays off the async runtime, at most that many images are in memory
 //! at once, and each thread keeps its decode buffer and codec state between
 //! images (tokio's blocking pool would hand work to short-lived threads).
+//!
+//! Two lanes: a free thread always takes on-demand work (a visitor is
+//! waiting) before background work (bulk pre-renders). Workers hold more
+//! deliveries than they have threads so fetches and uploads overlap renders;
+//! the lanes keep a visitor's render from queueing behind bulk renders the
+//! worker already holds.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::{anyhow, Context as _};
 
 type Task = Box<dyn FnOnce() + Send>;
 
+/// Which queue a render waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    OnDemand,
+    Background,
+}
+
+impl Lane {
+    /// The lane of a message with this RabbitMQ priority.
+    pub fn of_priority(priority: u8) -> Self {
+        if priority >= kiln_core::job::PRIORITY_ON_DEMAND {
+            Self::OnDemand
+        } else {
+            Self::Background
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queues {
+    on_demand: VecDeque<Task>,
+    background: VecDeque<Task>,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    queues: Mutex<Queues>,
+    ready: Condvar,
+}
+
 pub struct RenderPool {
-    sender: Mutex<Option<Sender<Task>>>,
+    shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl RenderPool {
     pub fn new(threads: usize) -> anyhow::Result<Self> {
-        let (sender, receiver) = channel::<Task>();
-        let receiver = Arc::new(Mutex::new(receiver));
+        let shared = Arc::new(Shared::default());
         let handles = (0..threads.max(1))
             .map(|i| {
-                let receiver = receiver.clone();
+                let shared = shared.clone();
                 std::thread::Builder::new()
                     .name(format!("kiln-render-{i}"))
-                    .spawn(move || work(&receiver))
+                    .spawn(move || work(&shared))
                     .context("starting a render thread")
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
-            sender: Mutex::new(Some(sender)),
+            shared,
             threads: Mutex::new(handles),
         })
     }
 
-    /// Runs `f` on a render thread. A panic in `f` is an error here, and the
-    /// thread lives on.
+    /// Runs `f` on a render thread, in the on-demand lane.
     pub async fn run<R, F>(&self, f: F) -> anyhow::Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce() -> R + Send + 'static,
+    {
+        self.run_in(Lane::OnDemand, f).await
+    }
+
+    /// Runs `f` on a render thread once the tasks ahead of it in its lane
+    /// (and, for background work, every on-demand task) have started. A
+    /// panic in `f` is an error here, and the thread lives on.
+    pub async fn run_in<R, F>(&self, lane: Lane, f: F) -> anyhow::Result<R>
     where
         R: Send + 'static,
         F: FnOnce() -> R + Send + 'static,
@@ -48,16 +94,20 @@ impl RenderPool {
             let _ = done.send(catch_unwind(AssertUnwindSafe(f)));
         });
         {
-            let sender = self
-                .sender
+            let mut queues = self
+                .shared
+                .queues
                 .lock()
                 .map_err(|_| anyhow!("render pool poisoned"))?;
-            sender
-                .as_ref()
-                .context("render pool is shut down")?
-                .send(task)
-                .map_err(|_| anyhow!("render threads are gone"))?;
+            if queues.closed {
+                return Err(anyhow!("render pool is shut down"));
+            }
+            match lane {
+                Lane::OnDemand => queues.on_demand.push_back(task),
+                Lane::Background => queues.background.push_back(task),
+            }
         }
+        self.shared.ready.notify_one();
         result
             .await
             .context("render thread dropped the task")?
@@ -66,9 +116,10 @@ impl RenderPool {
 
     /// Stops taking work and waits for the threads to finish what they have.
     pub fn shutdown(&self) {
-        if let Ok(mut sender) = self.sender.lock() {
-            sender.take();
+        if let Ok(mut queues) = self.shared.queues.lock() {
+            queues.closed = true;
         }
+        self.shared.ready.notify_all();
         let handles = self
             .threads
             .lock()
@@ -80,16 +131,30 @@ impl RenderPool {
     }
 }
 
-fn work(receiver: &Mutex<Receiver<Task>>) {
+/// Takes on-demand tasks first; exits once the pool is closed and drained.
+fn work(shared: &Shared) {
     loop {
-        let task = match receiver.lock() {
-            Ok(receiver) => receiver.recv(),
-            Err(_) => return,
+        let task = {
+            let Ok(mut queues) = shared.queues.lock() else {
+                return;
+            };
+            loop {
+                if let Some(task) = queues.on_demand.pop_front() {
+                    break task;
+                }
+                if let Some(task) = queues.background.pop_front() {
+                    break task;
+                }
+                if queues.closed {
+                    return;
+                }
+                queues = match shared.ready.wait(queues) {
+                    Ok(queues) => queues,
+                    Err(_) => return,
+                };
+            }
         };
-        match task {
-            Ok(task) => task(),
-            Err(_) => return,
-        }
+        task();
     }
 }
 
@@ -116,5 +181,43 @@ mod tests {
         assert_eq!(sum, 6);
         pool.shutdown();
         assert!(pool.run(|| 1).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn on_demand_work_overtakes_queued_background_work() {
+        let pool = Arc::new(RenderPool::new(1).unwrap());
+        let order = Arc::new(Mutex::new(Vec::new()));
+        // Hold the only thread so everything below queues.
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let blocker = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                pool.run(move || {
+                    let _ = gate.recv();
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut tasks = Vec::new();
+        for (lane, name) in [
+            (Lane::Background, "bulk-1"),
+            (Lane::Background, "bulk-2"),
+            (Lane::OnDemand, "visitor"),
+        ] {
+            let (pool, order) = (pool.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                pool.run_in(lane, move || order.lock().unwrap().push(name))
+                    .await
+            }));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["visitor", "bulk-1", "bulk-2"]);
+        pool.shutdown();
     }
 }

@@ -11,7 +11,7 @@ use kiln_core::captcha_pool;
 use kiln_core::job::{CaptchaJob, JobKind};
 
 use crate::captcha::{generate, Fonts};
-use crate::jobs::{JobError, JobHandler};
+use crate::jobs::{Delivered, JobError, JobHandler};
 use crate::metrics as m;
 use crate::render_pool::RenderPool;
 
@@ -71,7 +71,7 @@ impl JobHandler for CaptchaContext {
     fn enqueued_at_ms(job: &CaptchaJob) -> Option<u64> {
         job.enqueued_at_ms
     }
-    async fn run(&self, job: &CaptchaJob, _resumed: bool) -> Result<(), JobError> {
+    async fn run(&self, job: &CaptchaJob, _delivered: Delivered) -> Result<(), JobError> {
         if !self.config.is_slot(&job.slot) {
             // Another pool size: nothing to do for this slot any more.
             return Ok(());

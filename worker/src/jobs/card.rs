@@ -21,7 +21,7 @@ use kiln_core::storage::{Storage, StorageError};
 
 use crate::card_html;
 use crate::chromium::{BrowserPool, Capture, PageContent, TabError};
-use crate::jobs::{JobError, JobHandler};
+use crate::jobs::{Delivered, JobError, JobHandler};
 use crate::metrics as m;
 use crate::render_pool::RenderPool;
 
@@ -56,8 +56,8 @@ impl JobHandler for CardContext {
     fn enqueued_at_ms(job: &CardJob) -> Option<u64> {
         job.enqueued_at_ms
     }
-    async fn run(&self, job: &CardJob, resumed: bool) -> Result<(), JobError> {
-        run(self, job, resumed).await
+    async fn run(&self, job: &CardJob, delivered: Delivered) -> Result<(), JobError> {
+        run(self, job, delivered.resumed).await
     }
     async fn record_failure(
         &self,

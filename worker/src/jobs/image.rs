@@ -14,7 +14,7 @@ use kiln_core::options::ImageOptions;
 use kiln_core::renditions::{self, Status};
 use kiln_core::storage::{Storage, StorageError};
 
-use crate::jobs::{JobError, JobHandler};
+use crate::jobs::{Delivered, JobError, JobHandler};
 use crate::metrics as m;
 use crate::render;
 use crate::render_pool::RenderPool;
@@ -41,8 +41,8 @@ impl JobHandler for JobContext {
     fn enqueued_at_ms(job: &ImageJob) -> Option<u64> {
         job.enqueued_at_ms
     }
-    async fn run(&self, job: &ImageJob, resumed: bool) -> Result<(), JobError> {
-        run(self, job, resumed).await
+    async fn run(&self, job: &ImageJob, delivered: Delivered) -> Result<(), JobError> {
+        run(self, job, delivered).await
     }
     async fn record_failure(
         &self,
@@ -58,7 +58,7 @@ impl JobHandler for JobContext {
 }
 
 #[tracing::instrument(skip_all, fields(cache_key = %job.cache_key, source = %job.source_key, attempt = job.attempt))]
-pub async fn run(ctx: &JobContext, job: &ImageJob, resumed: bool) -> Result<(), JobError> {
+pub async fn run(ctx: &JobContext, job: &ImageJob, delivered: Delivered) -> Result<(), JobError> {
     let row = renditions::find(&ctx.db, &job.cache_key)
         .await
         .context("reading the rendition row")?;
@@ -73,7 +73,7 @@ pub async fn run(ctx: &JobContext, job: &ImageJob, resumed: bool) -> Result<(), 
             return Ok(());
         }
     }
-    if resumed
+    if delivered.resumed
         && super::rendition_outcome::recorded_if_stored(
             &ctx.db,
             &ctx.storage,
@@ -124,7 +124,9 @@ pub async fn run(ctx: &JobContext, job: &ImageJob, resumed: bool) -> Result<(), 
     let settings = ctx.render;
     let rendered = match ctx
         .pool
-        .run(move || render::render(&source, &options, &settings))
+        .run_in(delivered.lane, move || {
+            render::render(&source, &options, &settings)
+        })
         .await
     {
         Ok(rendered) => rendered.map_err(|e| JobError::Permanent {

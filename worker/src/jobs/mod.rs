@@ -8,6 +8,18 @@ use std::future::Future;
 
 use kiln_core::job::JobKind;
 
+use crate::render_pool::Lane;
+
+/// What the consumer knows about a job's delivery.
+#[derive(Clone, Copy, Debug)]
+pub struct Delivered {
+    /// An earlier attempt may have got part of the way (a retry, or a
+    /// redelivery after a worker or the broker went away).
+    pub resumed: bool,
+    /// Where its render waits: on-demand before bulk.
+    pub lane: Lane,
+}
+
 /// How a job ended, when it did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -27,12 +39,10 @@ pub trait JobHandler: Send + Sync + 'static {
     fn cache_key(job: &Self::Job) -> &str;
     fn attempt(job: &mut Self::Job) -> &mut u32;
     fn enqueued_at_ms(job: &Self::Job) -> Option<u64>;
-    /// Runs a job. `resumed` says an earlier attempt may have got part of
-    /// the way (a retry, or a redelivery after a worker or broker went away).
     fn run(
         &self,
         job: &Self::Job,
-        resumed: bool,
+        delivered: Delivered,
     ) -> impl Future<Output = Result<(), JobError>> + Send;
     /// Remembers a permanent failure (renditions: on the row, answered at once).
     fn record_failure(
