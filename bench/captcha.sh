@@ -18,6 +18,7 @@ cargo build --release --quiet --bins -p kiln-api -p kiln-worker
 cargo build --release --quiet --example captcha_bench -p kiln-worker
 BIN="$CARGO_TARGET_DIR/release"
 WORK="$(mktemp -d)"
+chmod 755 "$WORK"  # nginx's workers (www-data) must read the captcha file
 trap 'kill $(jobs -p) 2>/dev/null; [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
 set -a; . "$KILN_ENV"; set +a
 export KILN_ENV_FILE="" KILN_LISTEN=127.0.0.1:18090 KILN_WORKER_LISTEN=127.0.0.1:19092 \
@@ -54,6 +55,7 @@ nginx -c "$WORK/nginx.conf"
 wait_port 127.0.0.1 18091 10 nginx
 
 run_wrk() { wrk -t1 -c32 -d"${DURATION}s" --latency "$1" 2>&1; }
+[ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:18091/captcha)" = 200 ] || die "nginx does not serve the captcha"
 rps() { awk '/Requests\/sec/ {print $2}'; }
 p99() { awk '$1 == "99%" {print $2}'; }
 log "serving: ${DURATION}s each, wrk -t1 -c32, 2 cores shared by client and server"
