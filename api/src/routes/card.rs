@@ -116,13 +116,14 @@ async fn checked_card(
         Ok(spec) => spec,
         Err(invalid) => return Ok(default_image(template, invalid.label(), true)),
     };
-    let Some(planned) = plan_card(state, template, spec).await? else {
+    let Some(target) = card_target(state, template, &spec).await? else {
         return Ok(default_image(template, "param", true));
     };
-    if let Some(response) = deliver_if_known_ready(state, &planned.cache_key, headers).await? {
+    if let Some(response) = deliver_if_known_ready(state, &target.cache_key, headers).await? {
         metrics::counter!(m::CACHE_HITS, "kind" => "card").increment(1);
         return Ok(response);
     }
+    let planned = planned_card(state, template, spec, target);
     match find_or_render(state, &Miss::of(&planned), headers).await {
         Ok(Rendered::Delivered(response)) => Ok(response),
         Ok(Rendered::Failed { http_status, .. }) => {
@@ -139,15 +140,22 @@ async fn checked_card(
     }
 }
 
-/// The rendition a checked card request names; `None` when a parameter
-/// names an original that does not exist. The cache key pins the template's
+/// What a checked card request names: its cache key pins the template's
 /// content hash and the ETag of every original the card embeds.
-pub(crate) async fn plan_card(
+struct CardTarget {
+    version: String,
+    originals: BTreeMap<String, String>,
+    cache_key: String,
+}
+
+/// The card's cache key; `None` when a parameter names an original that
+/// does not exist.
+async fn card_target(
     state: &AppState,
     template: &CardTemplate,
-    spec: CardSpec,
-) -> Result<Option<Planned>, ApiError> {
-    let Some(originals) = pin_originals(state, template, &spec).await? else {
+    spec: &CardSpec,
+) -> Result<Option<CardTarget>, ApiError> {
+    let Some(originals) = pin_originals(state, template, spec).await? else {
         return Ok(None);
     };
     let mut version = template.hash.clone();
@@ -155,10 +163,30 @@ pub(crate) async fn plan_card(
         version.push_str(&format!(";{key}={etag}"));
     }
     let cache_key = spec.cache_key(&version);
+    Ok(Some(CardTarget {
+        version,
+        originals,
+        cache_key,
+    }))
+}
+
+/// The row and job message of a card (built only on a miss: the hit path
+/// never serialises a job).
+fn planned_card(
+    state: &AppState,
+    template: &CardTemplate,
+    spec: CardSpec,
+    target: CardTarget,
+) -> Planned {
+    let CardTarget {
+        version,
+        originals,
+        cache_key,
+    } = target;
     let object_key = object_key(&state.config.s3.cache_prefix, &cache_key);
     let options = spec.canonical();
     let job = card_job(template, spec, originals, &cache_key, &object_key);
-    Ok(Some(Planned {
+    Planned {
         kind: JobKind::Card.name().to_owned(),
         source_key: format!("card:{}", template.name),
         source_etag: version,
@@ -166,7 +194,19 @@ pub(crate) async fn plan_card(
         payload: job.to_json(),
         cache_key,
         object_key,
-    }))
+    }
+}
+
+/// The rendition a checked card request names; `None` when a parameter
+/// names an original that does not exist.
+pub(crate) async fn plan_card(
+    state: &AppState,
+    template: &CardTemplate,
+    spec: CardSpec,
+) -> Result<Option<Planned>, ApiError> {
+    Ok(card_target(state, template, &spec)
+        .await?
+        .map(|target| planned_card(state, template, spec, target)))
 }
 
 /// The ETag of every original the card embeds (replacing one renders a new
