@@ -18,7 +18,6 @@ cargo build --release --quiet --bins -p kiln-api -p kiln-worker
 cargo build --release --quiet --example captcha_bench -p kiln-worker
 BIN="$CARGO_TARGET_DIR/release"
 WORK="$(mktemp -d)"
-chmod 755 "$WORK"  # nginx's workers (www-data) must read the captcha file
 trap 'kill $(jobs -p) 2>/dev/null; [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
 set -a; . "$KILN_ENV"; set +a
 export KILN_ENV_FILE="" KILN_LISTEN=127.0.0.1:18090 KILN_WORKER_LISTEN=127.0.0.1:19092 \
@@ -29,33 +28,10 @@ export KILN_ENV_FILE="" KILN_LISTEN=127.0.0.1:18090 KILN_WORKER_LISTEN=127.0.0.1
 wait_port 127.0.0.1 18090 30 kiln-api; wait_port 127.0.0.1 19092 30 kiln-worker
 
 log "filling the pool (4096 slots)"
-for _ in $(seq 300); do
-  ready="$(curl -s http://127.0.0.1:19092/metrics | awk '$1 == "kiln_captcha_pool_ready" {print $2}')"
-  [ "${ready:-0}" = 4096 ] && break
-  sleep 1
-done
-[ "${ready:-0}" = 4096 ] || die "the pool did not fill (ready: ${ready:-0})"
-
-mkdir -p "$WORK/www"
-curl -s http://127.0.0.1:18090/captcha >"$WORK/www/captcha.json"
-cat >"$WORK/nginx.conf" <<EOT
-worker_processes auto;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:18091;
-    location = /captcha { default_type application/json; alias $WORK/www/captcha.json; add_header Cache-Control no-store; }
-  }
-}
-EOT
-nginx -c "$WORK/nginx.conf"
-wait_port 127.0.0.1 18091 10 nginx
+wait_captcha_pool 19092
+nginx_serve_captcha "$WORK" http://127.0.0.1:18090 18091
 
 run_wrk() { wrk -t1 -c32 -d"${DURATION}s" --latency "$1" 2>&1; }
-[ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:18091/captcha)" = 200 ] || die "nginx does not serve the captcha"
 rps() { awk '/Requests\/sec/ {print $2}'; }
 p99() { awk '$1 == "99%" {print $2}'; }
 log "serving: ${DURATION}s each, wrk -t1 -c32, 2 cores shared by client and server"

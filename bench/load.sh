@@ -28,7 +28,6 @@ cargo build --release --quiet --example bare_redirect -p kiln-api
 SHARP_DIR="$(ensure_node_package sharp@0.34.5)"
 BIN="$CARGO_TARGET_DIR/release"
 WORK="$(mktemp -d)"
-chmod 755 "$WORK"  # nginx's workers (www-data) read the captcha file from here
 PHASES=" ${PHASES:-hit miss captcha} "
 RUN_ID="$(date +%s)"
 trap 'kill $(jobs -p) 2>/dev/null; [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
@@ -76,29 +75,9 @@ end
 LUA
 
 if [[ "$PHASES" == *" captcha "* ]]; then
-log "filling the captcha pool"
-for _ in $(seq 300); do
-  ready="$(curl -s http://127.0.0.1:19101/metrics | awk '$1 == "kiln_captcha_pool_ready" {print $2}')"
-  [ "${ready:-0}" = 4096 ] && break
-  sleep 1
-done
-mkdir -p "$WORK/www"
-curl -s http://127.0.0.1:18100/captcha >"$WORK/www/captcha.json"
-cat >"$WORK/nginx.conf" <<EOT
-worker_processes auto;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx.err;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:18102;
-    location = /captcha { default_type application/json; alias $WORK/www/captcha.json; add_header Cache-Control no-store; }
-  }
-}
-EOT
-nginx -c "$WORK/nginx.conf"
-wait_port 127.0.0.1 18102 10 nginx
+  log "filling the captcha pool"
+  wait_captcha_pool 19101
+  nginx_serve_captcha "$WORK" http://127.0.0.1:18100 18102
 fi
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$API_PID/status"; }

@@ -259,6 +259,15 @@ pub struct FeederRound {
     tx: Transaction<'static, Postgres>,
 }
 
+/// The columns of a [`Handover`], from `bulk_items b` (a macro so queries
+/// can `concat!` it into one static string).
+macro_rules! select_handover {
+    () => {
+        "SELECT b.job_id, b.n, b.kind, b.cache_key, b.object_key, b.source_key, \
+         b.source_etag, b.options, b.payload"
+    };
+}
+
 /// An item to hand over.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Handover {
@@ -302,12 +311,12 @@ impl FeederRound {
     /// In-flight items whose rendition has been pending longer than
     /// `stale_secs` (their job was lost): the caller re-queues them.
     pub async fn stale(&mut self, stale_secs: f64) -> Result<Vec<Handover>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT b.job_id, b.n, b.kind, b.cache_key, b.object_key, b.source_key, b.source_etag, b.options, b.payload \
-             FROM bulk_items b JOIN renditions r ON r.cache_key = b.cache_key \
+        sqlx::query_as(concat!(
+            select_handover!(),
+            " FROM bulk_items b JOIN renditions r ON r.cache_key = b.cache_key \
              WHERE b.state = 'queued' AND r.status = 'pending' \
              AND r.queued_at < now() - make_interval(secs => $1) LIMIT 100",
-        )
+        ))
         .bind(stale_secs)
         .fetch_all(&mut *self.tx)
         .await
@@ -315,12 +324,12 @@ impl FeederRound {
 
     /// The next `limit` waiting items, oldest job first.
     pub async fn next_waiting(&mut self, limit: i64) -> Result<Vec<Handover>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT b.job_id, b.n, b.kind, b.cache_key, b.object_key, b.source_key, b.source_etag, b.options, b.payload \
-             FROM bulk_items b JOIN bulk_jobs j ON j.id = b.job_id \
+        sqlx::query_as(concat!(
+            select_handover!(),
+            " FROM bulk_items b JOIN bulk_jobs j ON j.id = b.job_id \
              WHERE b.state = 'waiting' ORDER BY j.created_at, b.job_id, b.n LIMIT $1 \
              FOR UPDATE OF b SKIP LOCKED",
-        )
+        ))
         .bind(limit)
         .fetch_all(&mut *self.tx)
         .await

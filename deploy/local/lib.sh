@@ -216,6 +216,45 @@ ensure_node_package() { # name@version
   echo "$BENCH_NODE_HOME/node_modules"
 }
 
+# Waits until the worker whose metrics are on 127.0.0.1:PORT reports a full
+# captcha pool of 4096 slots (benchmarks serve captchas from it).
+wait_captcha_pool() { # worker_port
+  local ready=0
+  for _ in $(seq 300); do
+    ready="$(curl -s "http://127.0.0.1:$1/metrics" | awk '$1 == "kiln_captcha_pool_ready" {print $2}')"
+    [ "${ready:-0}" = 4096 ] && return 0
+    sleep 1
+  done
+  die "the captcha pool did not fill (ready: ${ready:-0})"
+}
+
+# The captcha benchmarks' peer: nginx answering one captcha, fetched from
+# the api at API_URL, from disk at http://127.0.0.1:PORT/captcha (the seed's
+# proxy-cache hit at its best). Config, pid and file live in DIR.
+nginx_serve_captcha() { # dir api_url port
+  local dir="$1"
+  chmod 755 "$dir"  # nginx's workers (www-data) read the file from here
+  mkdir -p "$dir/www"
+  curl -s "$2/captcha" >"$dir/www/captcha.json"
+  cat >"$dir/nginx.conf" <<EOT
+worker_processes auto;
+pid $dir/nginx.pid;
+error_log $dir/nginx.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:$3;
+    location = /captcha { default_type application/json; alias $dir/www/captcha.json; add_header Cache-Control no-store; }
+  }
+}
+EOT
+  nginx -c "$dir/nginx.conf"
+  wait_port 127.0.0.1 "$3" 10 nginx
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$3/captcha")" = 200 ] \
+    || die "nginx does not serve the captcha (see $dir/nginx.err)"
+}
+
 # Writes .kiln/local.env, keeping this checkout's signing keys and captcha salt across runs.
 write_local_env() {
   mkdir -p "$KILN_RUN_DIR"

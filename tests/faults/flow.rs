@@ -27,11 +27,7 @@ pub struct Flow {
 pub const HANG: Duration = Duration::from_secs(20);
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(HANG)
-        .build()
-        .expect("HTTP client")
+    kiln_e2e::http_with_timeout(HANG)
 }
 
 impl Flow {

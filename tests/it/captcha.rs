@@ -93,13 +93,45 @@ pub(crate) async fn verify(
     Ok(body["ok"].as_bool().unwrap_or(false))
 }
 
-pub(crate) async fn ready_slots(env: &TestEnv) -> anyhow::Result<i64> {
+async fn ready_slots(env: &TestEnv) -> anyhow::Result<i64> {
     use sqlx::Row as _;
     let mut db = env.db().await?;
     let row = sqlx::query("SELECT count(*) AS n FROM captcha_slots WHERE state = 'ready'")
         .fetch_one(&mut db)
         .await?;
     Ok(row.try_get("n")?)
+}
+
+/// Ready slots once the workers have refilled the pool (all 16), or as many
+/// as there are after 10 s.
+pub(crate) async fn ready_slots_after_refill(env: &TestEnv) -> anyhow::Result<i64> {
+    let mut ready = 0;
+    for _ in 0..100 {
+        ready = ready_slots(env).await?;
+        if ready == 16 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(ready)
+}
+
+/// Takes a captcha from the first api and answers it right `n` times at
+/// once, alternating between both apis; how many answers passed.
+pub(crate) async fn concurrent_right_answers(
+    apis: [&Process; 2],
+    n: usize,
+) -> anyhow::Result<usize> {
+    let (_, key, slot) = captcha(apis[0]).await?;
+    let code = solve(KeyMode::Hmac, &slot, &key);
+    let answers = (0..n).map(|i| verify(apis[i % 2], &slot, &key, &code));
+    Ok(join_all(answers)
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<bool>>>()?
+        .into_iter()
+        .filter(|ok| *ok)
+        .count())
 }
 
 #[tokio::test]
@@ -197,19 +229,7 @@ async fn concurrent_answers_to_one_captcha_pass_once_and_the_pool_refills() -> a
     let env = TestEnv::new().await?;
     let (api_a, _worker) = stack(&env, &[]).await?;
     let api_b = env.spawn_api(POOL).await?;
-    let (_, key, slot) = captcha(&api_a).await?;
-    let code = solve(KeyMode::Hmac, &slot, &key);
-    let answers = (0..20).map(|i| {
-        let api = if i % 2 == 0 { &api_a } else { &api_b };
-        verify(api, &slot, &key, &code)
-    });
-    let passed = join_all(answers)
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<Vec<bool>>>()?
-        .into_iter()
-        .filter(|ok| *ok)
-        .count();
+    let passed = concurrent_right_answers([&api_a, &api_b], 20).await?;
     assert_eq!(passed, 1, "exactly one of 20 concurrent answers passes");
 
     // Consume half the pool; the workers fill it again.
@@ -217,15 +237,11 @@ async fn concurrent_answers_to_one_captcha_pass_once_and_the_pool_refills() -> a
         let (_, key, slot) = captcha(&api_b).await?;
         verify(&api_b, &slot, &key, "XXXX").await?;
     }
-    let mut ready = 0;
-    for _ in 0..100 {
-        ready = ready_slots(&env).await?;
-        if ready == 16 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(ready, 16, "every slot holds a captcha again");
+    assert_eq!(
+        ready_slots_after_refill(&env).await?,
+        16,
+        "every slot holds a captcha again"
+    );
     env.cleanup().await;
     Ok(())
 }

@@ -8,10 +8,9 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde_json::json;
 
-use kiln_core::captcha::KeyMode;
 use kiln_e2e::{http, images, Process, TestEnv};
 
-use crate::captcha::{captcha, ready_slots, solve, verify, POOL};
+use crate::captcha::{concurrent_right_answers, ready_slots_after_refill, POOL};
 use crate::links::{create, path_of, upload};
 
 /// Two apis and two workers (images and captchas).
@@ -97,31 +96,15 @@ async fn two_apis_and_two_workers_keep_every_count_exact() -> anyhow::Result<()>
 
     // Captchas: 6 captchas, each answered right 10 times at once over both
     // apis: each passes exactly once; both workers refill the pool.
-    for _ in 0..6 {
-        let (_, key, slot) = captcha(&api_a).await?;
-        let code = solve(KeyMode::Hmac, &slot, &key);
-        let answers = (0..10).map(|i| {
-            let api = if i % 2 == 0 { &api_a } else { &api_b };
-            verify(api, &slot, &key, &code)
-        });
-        let passed = join_all(answers)
-            .await
-            .into_iter()
-            .collect::<anyhow::Result<Vec<bool>>>()?
-            .into_iter()
-            .filter(|ok| *ok)
-            .count();
-        assert_eq!(passed, 1, "slot {slot}: one of ten answers passes");
+    for round in 0..6 {
+        let passed = concurrent_right_answers([&api_a, &api_b], 10).await?;
+        assert_eq!(passed, 1, "captcha {round}: one of ten answers passes");
     }
-    let mut ready = 0;
-    for _ in 0..100 {
-        ready = ready_slots(&env).await?;
-        if ready == 16 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(ready, 16, "the pool is full again");
+    assert_eq!(
+        ready_slots_after_refill(&env).await?,
+        16,
+        "the pool is full again"
+    );
     assert_eq!(
         sum_metric(&workers, "kiln_captchas_generated_total", &[]).await?,
         16.0 + 6.0,

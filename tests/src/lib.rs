@@ -452,9 +452,14 @@ impl Process {
 
 /// An HTTP client that does not follow redirects (tests check them).
 pub fn http() -> reqwest::Client {
+    http_with_timeout(Duration::from_secs(30))
+}
+
+/// The same, failing any request not answered within `timeout`.
+pub fn http_with_timeout(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
+        .timeout(timeout)
         .build()
         .expect("HTTP client")
 }

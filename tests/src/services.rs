@@ -1,7 +1,7 @@
 //! Stops and starts the shared services for the fault suite, through
 //! `deploy/local/service.sh` (the local stack's own control script).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 
@@ -32,10 +32,14 @@ impl Service {
     }
 }
 
+/// The local stack's control script.
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/service.sh")
+}
+
 async fn control(action: &str, service: Service) -> anyhow::Result<()> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/service.sh");
     let output = tokio::process::Command::new("bash")
-        .arg(script)
+        .arg(script())
         .args([action, service.name()])
         .stdin(std::process::Stdio::null())
         .output()
@@ -72,9 +76,8 @@ impl Outage {
 impl Drop for Outage {
     fn drop(&mut self) {
         if let Some(service) = self.0.take() {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/service.sh");
             let _ = std::process::Command::new("bash")
-                .arg(script)
+                .arg(script())
                 .args(["start", service.name()])
                 .status();
         }
