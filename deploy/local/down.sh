@@ -4,18 +4,6 @@
 # Pass --keep-services to stop only Kiln's own processes.
 . "$(dirname "$0")/lib.sh"
 
-stop_pidfile() { # file name
-  [ -f "$1" ] || return 0
-  local pid; pid="$(cat "$1")"
-  if kill -0 "$pid" 2>/dev/null; then
-    log "stopping $2 (pid $pid)"
-    kill -TERM "$pid"
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$1"
-}
-
 stop_pidfile "$KILN_RUN_DIR/api.pid" kiln-api
 stop_pidfile "$KILN_RUN_DIR/worker.pid" kiln-worker
 [ "${1:-}" = "--keep-services" ] && exit 0

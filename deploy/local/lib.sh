@@ -32,6 +32,20 @@ wait_port() { # host port seconds what
   die "$4 did not come up on $1:$2 within $3 s"
 }
 
+# Stops the process whose pid FILE holds (SIGTERM, then SIGKILL after 10 s),
+# waits for it to exit, and removes FILE.
+stop_pidfile() { # file name
+  [ -f "$1" ] || return 0
+  local pid; pid="$(cat "$1")"
+  if kill -0 "$pid" 2>/dev/null; then
+    log "stopping $2 (pid $pid)"
+    kill -TERM "$pid"
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$1"
+}
+
 random_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 apt_install() { # packages...

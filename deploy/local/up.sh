@@ -12,11 +12,12 @@ BIN="$CARGO_TARGET_DIR/release"
 
 start() { # name binary
   local pidfile="$KILN_RUN_DIR/$1.pid"
-  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    log "$1 already running (pid $(cat "$pidfile")); restarting it"
-    kill -TERM "$(cat "$pidfile")" && sleep 1
-  fi
-  (cd "$KILN_ROOT" && nohup "$BIN/$2" >"$KILN_RUN_DIR/$1.log" 2>&1 & echo $! >"$pidfile")
+  # A running one is restarted: stopped (in-flight work finishes) first.
+  stop_pidfile "$pidfile" "kiln-$1"
+  # exec: the pid recorded is the process itself (down.sh and a restart
+  # signal it), and nothing keeps this script's stdout open.
+  (cd "$KILN_ROOT" && exec nohup "$BIN/$2" >"$KILN_RUN_DIR/$1.log" 2>&1 </dev/null) &
+  echo $! >"$pidfile"
 }
 start api kiln-api
 start worker kiln-worker
