@@ -1,55 +1,132 @@
-//! The admin bearer key (`KILN_ADMIN_KEYS`) for `/v1` administration routes.
+//! Who may call a `/v1` route, decided before the request's body is read.
+//!
+//! The admin bearer key (`KILN_ADMIN_KEYS`) is compared as a SHA-256 digest,
+//! in constant time, against every configured key's digest. Routes are
+//! wrapped in [`admin_only`] or [`admin_or_partner`] (a partner key resolved
+//! by the partner-access layer), so an unauthenticated request is refused
+//! from its headers: no body byte is read, no JSON parsed.
 
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::partner_access::PartnerKey;
+use crate::state::{AppState, SharedState};
 
-/// Admits a request carrying `Authorization: Bearer {one of the admin keys}`.
+pub fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// The key a request presents: `Authorization: Bearer KEY`, or HTTP Basic
+/// with the key as the password (what a browser prompt sends).
+fn presented(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    if let Some(bearer) = value.strip_prefix("Bearer ") {
+        return Some(bearer.trim().to_owned());
+    }
+    let basic = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(basic.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':')
+        .map(|(_, password)| password.to_owned())
+}
+
+/// Admits a request carrying one of the admin keys.
 pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(presented) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
+    let Some(key) = presented(headers) else {
         return Err(ApiError::Unauthorized);
     };
-    let known = state.config.admin_keys.iter().fold(false, |found, key| {
-        found | bool::from(key.as_bytes().ct_eq(presented.trim().as_bytes()))
-    });
-    if known {
+    let presented = digest(&key);
+    let known = state
+        .config
+        .admin_key_digests
+        .iter()
+        .fold(0u8, |found, known| {
+            found | known.ct_eq(&presented).unwrap_u8()
+        });
+    if known == 1 {
         Ok(())
     } else {
         Err(ApiError::NotAdmin)
     }
 }
 
-/// Who is calling a `/v1` route that partners may use too.
+/// Who is calling a `/v1` route.
 #[derive(Clone, Debug)]
 pub enum Caller {
     Admin,
-    Partner(crate::partner_access::PartnerKey),
+    Partner(PartnerKey),
 }
 
 impl Caller {
-    /// A partner key (checked by the partner-access layer, which put its owner
-    /// in the request) or else an admin bearer key.
-    pub fn identify(
-        state: &AppState,
-        headers: &HeaderMap,
-        owner: Option<axum::Extension<crate::partner_access::PartnerKey>>,
-    ) -> Result<Self, ApiError> {
-        match owner {
-            Some(axum::Extension(owner)) => Ok(Self::Partner(owner)),
-            None => require_admin(state, headers).map(|()| Self::Admin),
-        }
-    }
-
     pub fn partner_id(&self) -> Option<i64> {
         match self {
             Self::Admin => None,
             Self::Partner(owner) => Some(owner.partner_id),
         }
+    }
+}
+
+/// Routes for the admin key only.
+pub async fn admin_only(
+    State(state): State<SharedState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match require_admin(&state, request.headers()) {
+        Ok(()) => {
+            request.extensions_mut().insert(Caller::Admin);
+            next.run(request).await
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
+/// Routes a partner may call with its own key, or the admin with theirs.
+pub async fn admin_or_partner(
+    State(state): State<SharedState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let caller = match request.extensions().get::<PartnerKey>() {
+        Some(owner) => Caller::Partner(owner.clone()),
+        None => match require_admin(&state, request.headers()) {
+            Ok(()) => Caller::Admin,
+            Err(err) => return err.into_response(),
+        },
+    };
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn keys_come_as_bearer_or_basic_password() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc "),
+        );
+        assert_eq!(presented(&h).as_deref(), Some("abc"));
+        // "author:s3cret:with:colons"
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic YXV0aG9yOnMzY3JldDp3aXRoOmNvbG9ucw=="),
+        );
+        assert_eq!(presented(&h).as_deref(), Some("s3cret:with:colons"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic !!"));
+        assert_eq!(presented(&h), None);
+        assert_eq!(presented(&HeaderMap::new()), None);
     }
 }

@@ -2,7 +2,8 @@
 //! `KILN_BULK_IN_FLIGHT` items are queued or rendering at once, at a priority
 //! below on-demand misses. So a 10 000-item job never stands in front of a
 //! visitor's miss (the worker's prefetch holds at most a few bulk messages),
-//! and cancelling a job stops everything not yet handed over. Every api
+//! and cancelling a job stops everything not yet handed over. Room is shared
+//! round-robin between partners (`FeederRound::next_waiting`). Every api
 //! process runs a feeder; a transaction lock lets one work at a time. It
 //! wakes on every finished rendition and at least every 250 ms.
 
@@ -19,13 +20,15 @@ use crate::state::SharedState;
 const TICK: Duration = Duration::from_millis(250);
 
 pub async fn run(state: SharedState, cancel: CancellationToken) {
+    let mut turn = 0usize;
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             () = state.waiters.any.notified() => {}
             () = tokio::time::sleep(TICK) => {}
         }
-        if let Err(err) = round(&state).await {
+        turn = turn.wrapping_add(1);
+        if let Err(err) = round(&state, turn).await {
             tracing::warn!(error = format!("{err:#}"), "bulk feeder round failed");
             tokio::select! {
                 () = cancel.cancelled() => return,
@@ -35,7 +38,7 @@ pub async fn run(state: SharedState, cancel: CancellationToken) {
     }
 }
 
-async fn round(state: &SharedState) -> anyhow::Result<()> {
+async fn round(state: &SharedState, turn: usize) -> anyhow::Result<()> {
     let Some(mut round) = FeederRound::begin(&state.db).await? else {
         return Ok(());
     };
@@ -54,7 +57,7 @@ async fn round(state: &SharedState) -> anyhow::Result<()> {
     }
     let room = state.config.bulk_in_flight - in_flight;
     if room > 0 {
-        for item in round.next_waiting(room).await? {
+        for item in round.next_waiting(room, turn).await? {
             if renditions::claim(&state.db, &item.planned.new_rendition()).await? {
                 // A failed publish gives the claim back; the item waits for the next round.
                 if let Err(err) = publish(state, &Miss::of(&item.planned), PRIORITY_BULK).await {

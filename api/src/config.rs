@@ -7,11 +7,14 @@ use anyhow::{bail, Context as _};
 use axum::http::StatusCode;
 use kiln_core::captcha::CaptchaConfig;
 use kiln_core::config::{
-    bool_or, millis_or, parse_or, var_opt, var_or, AmqpConfig, DbConfig, S3Config, SigningConfig,
-    SourceLimits,
+    bool_or, check_secret, millis_or, parse_or, var_opt, var_or, AmqpConfig, DbConfig, S3Config,
+    SigningConfig, SourceLimits,
 };
 use kiln_core::nginx_link::SecureLinkExpr;
 use kiln_core::options::AutoFormats;
+
+use crate::client_addr::TrustedProxies;
+use crate::server::ServerLimits;
 
 /// How a ready rendition reaches the client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,8 +58,36 @@ pub struct ApiConfig {
     /// Per client address: captchas issued and answers checked per minute.
     pub captcha_rate: (u32, u32),
     pub verify_rate: (u32, u32),
-    /// Bearer keys for `/v1` administration (`KILN_ADMIN_KEYS`, comma-separated).
-    pub admin_keys: Vec<String>,
+    /// SHA-256 digests of the bearer keys for `/v1` administration
+    /// (`KILN_ADMIN_KEYS`, comma-separated): compared digest to digest, so
+    /// the comparison's time says nothing about a key's length.
+    pub admin_key_digests: Vec<[u8; 32]>,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` is believed
+    /// (`KILN_TRUSTED_PROXIES`, CIDRs; empty: none).
+    pub trusted_proxies: TrustedProxies,
+    /// Connection limits and timeouts (`KILN_HTTP_*`).
+    pub server: ServerLimits,
+    /// A request body must arrive within this (`KILN_HTTP_BODY_TIMEOUT_MS`, 30 s).
+    pub body_timeout: Duration,
+    /// `/metrics` on a listener of its own (`KILN_METRICS_LISTEN`); unset:
+    /// served on the main listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Per client: misses of unsigned (public) card URLs a minute, and burst
+    /// (`KILN_PUBLIC_MISS_RATE_PER_MINUTE`, `KILN_PUBLIC_MISS_BURST`).
+    pub public_miss_rate: (u32, u32),
+    /// Per client: lookups of partner keys this process does not know, a
+    /// minute, and burst (`KILN_UNKNOWN_KEY_RATE_PER_MINUTE`, `…_BURST`).
+    pub unknown_key_rate: (u32, u32),
+    /// Partner keys (known and unknown) remembered at once (`KILN_PARTNER_CACHE_CAPACITY`).
+    pub partner_cache_capacity: usize,
+    /// A failed card is tried again after this (`KILN_CARD_FAILURE_TTL_SECS`, 600).
+    pub card_failure_ttl: Duration,
+    /// Accept card signatures of the form before domain separation
+    /// (`KILN_LEGACY_CARD_SIGNATURES`, off): for a transition only.
+    pub legacy_card_signatures: bool,
+    /// Items a partner may have waiting or rendering across its bulk jobs
+    /// (`KILN_BULK_MAX_PENDING_PER_PARTNER`, 20000).
+    pub bulk_max_pending_per_partner: i64,
     /// Base of URLs the api hands out (`KILN_PUBLIC_URL`; unset: the bound address).
     pub public_url: Option<String>,
     /// Lifetime of presigned download URLs (`KILN_DOWNLOAD_TTL_SECS`, 60).
@@ -147,7 +178,36 @@ impl ApiConfig {
             audit: bool_or("KILN_AUDIT", false)?,
             bulk_in_flight: positive("KILN_BULK_IN_FLIGHT", 16)?,
             bulk_max_items: positive("KILN_BULK_MAX_ITEMS", 10_000)? as usize,
-            admin_keys: admin_keys()?,
+            admin_key_digests: admin_keys()?,
+            trusted_proxies: TrustedProxies::parse(&var_or("KILN_TRUSTED_PROXIES", ""))
+                .map_err(|e| anyhow::anyhow!("KILN_TRUSTED_PROXIES: {e}"))?,
+            server: ServerLimits {
+                header_timeout: millis_or("KILN_HTTP_HEADER_TIMEOUT_MS", 10_000)?,
+                idle_timeout: millis_or("KILN_HTTP_IDLE_TIMEOUT_MS", 60_000)?,
+                max_connections: positive("KILN_HTTP_MAX_CONNECTIONS", 4096)? as usize,
+                max_connections_per_client: positive("KILN_HTTP_MAX_CONNECTIONS_PER_CLIENT", 256)?
+                    as usize,
+                drain_timeout: millis_or("KILN_HTTP_DRAIN_TIMEOUT_MS", 30_000)?,
+            },
+            body_timeout: millis_or("KILN_HTTP_BODY_TIMEOUT_MS", 30_000)?,
+            metrics_listen: match var_opt("KILN_METRICS_LISTEN") {
+                None => None,
+                Some(addr) => Some(addr.parse().with_context(|| {
+                    format!("KILN_METRICS_LISTEN={addr:?} is not an address:port")
+                })?),
+            },
+            public_miss_rate: (
+                parse_or("KILN_PUBLIC_MISS_RATE_PER_MINUTE", 60)?,
+                parse_or("KILN_PUBLIC_MISS_BURST", 20)?,
+            ),
+            unknown_key_rate: (
+                parse_or("KILN_UNKNOWN_KEY_RATE_PER_MINUTE", 60)?,
+                parse_or("KILN_UNKNOWN_KEY_BURST", 20)?,
+            ),
+            partner_cache_capacity: positive("KILN_PARTNER_CACHE_CAPACITY", 10_000)? as usize,
+            card_failure_ttl: Duration::from_secs(parse_or("KILN_CARD_FAILURE_TTL_SECS", 600u64)?),
+            legacy_card_signatures: bool_or("KILN_LEGACY_CARD_SIGNATURES", false)?,
+            bulk_max_pending_per_partner: positive("KILN_BULK_MAX_PENDING_PER_PARTNER", 20_000)?,
             public_url: var_opt("KILN_PUBLIC_URL"),
             db: DbConfig::from_env()?,
             amqp: AmqpConfig::from_env()?,
@@ -172,15 +232,14 @@ fn positive(name: &str, default: i64) -> anyhow::Result<i64> {
     Ok(value)
 }
 
-fn admin_keys() -> anyhow::Result<Vec<String>> {
-    let keys: Vec<String> = var_or("KILN_ADMIN_KEYS", "")
+fn admin_keys() -> anyhow::Result<Vec<[u8; 32]>> {
+    var_or("KILN_ADMIN_KEYS", "")
         .split(',')
         .map(str::trim)
         .filter(|k| !k.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if keys.iter().any(|k| k.len() < 16) {
-        bail!("KILN_ADMIN_KEYS: every key must be at least 16 characters");
-    }
-    Ok(keys)
+        .map(|key| {
+            check_secret("KILN_ADMIN_KEYS", key)?;
+            Ok(crate::admin::digest(key))
+        })
+        .collect()
 }

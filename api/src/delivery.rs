@@ -2,7 +2,7 @@
 //! its lifetime, so the hit path does no signing per request), or in proxy
 //! mode the object itself with a strong ETag and 304 on `If-None-Match`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -13,17 +13,23 @@ use kiln_core::storage::{StorageError, RENDITION_CACHE_CONTROL};
 use crate::config::Delivery;
 use crate::error::ApiError;
 use crate::hot_cache::ReadyUrl;
+use crate::routes::unix_now;
 use crate::state::AppState;
 
+/// Answers with a ready rendition. `expires` (a URL's `exp:`, UNIX
+/// seconds) bounds how long the answer may be reused: neither the redirect's
+/// `max-age` nor the presigned URL outlives it.
 pub async fn deliver(
     state: &AppState,
     cache_key: &str,
     object_key: &str,
     request_headers: &HeaderMap,
+    expires: Option<i64>,
 ) -> Result<Response, ApiError> {
+    let left = expires.map(|at| Duration::from_secs((at - unix_now()).max(1) as u64));
     match state.config.delivery {
-        Delivery::Redirect => redirect(state, cache_key, object_key).await,
-        Delivery::Proxy => proxy(state, cache_key, object_key, request_headers).await,
+        Delivery::Redirect => redirect(state, cache_key, object_key, left).await,
+        Delivery::Proxy => proxy(state, cache_key, object_key, request_headers, left).await,
     }
 }
 
@@ -31,10 +37,27 @@ async fn redirect(
     state: &AppState,
     cache_key: &str,
     object_key: &str,
+    left: Option<Duration>,
 ) -> Result<Response, ApiError> {
-    let ready = match state.hot.ready_url(cache_key) {
-        Some(ready) => ready,
-        None => {
+    let ttl = state.config.presign_ttl;
+    let cached = state.hot.ready_url(cache_key);
+    // A URL about to expire gets a presigned URL of its own remaining life
+    // (not cached: other URLs of the same rendition may live longer).
+    let short = left.filter(|left| *left < ttl);
+    let ready = match (cached, short) {
+        (_, Some(left)) => {
+            let url = state
+                .storage
+                .presign_rendition(object_key, left)
+                .await
+                .map_err(|e| ApiError::dependency(e, state.config.retry_after_secs))?;
+            ReadyUrl {
+                url,
+                reuse_until: Instant::now() + left,
+            }
+        }
+        (Some(ready), None) => ready,
+        (None, None) => {
             let ttl = state.config.presign_ttl;
             let url = state
                 .storage
@@ -50,10 +73,12 @@ async fn redirect(
         }
     };
     // A cached redirect must not outlive the URL: it is handed out until
-    // `reuse_until`, and stays valid for at least half its lifetime after that.
+    // `reuse_until`, and stays valid for at least half its lifetime after
+    // that; nor the link's own expiry.
     let max_age = ready
         .reuse_until
         .saturating_duration_since(Instant::now())
+        .min(left.unwrap_or(Duration::MAX))
         .as_secs();
     let location = HeaderValue::from_str(&ready.url)
         .map_err(|e| ApiError::dependency(anyhow::Error::new(e), state.config.retry_after_secs))?;
@@ -83,11 +108,16 @@ async fn proxy(
     cache_key: &str,
     object_key: &str,
     request_headers: &HeaderMap,
+    left: Option<Duration>,
 ) -> Result<Response, ApiError> {
     // The cache key determines the bytes, so it is a strong validator.
     let etag = format!("\"{cache_key}\"");
     let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
-    let cache_control = HeaderValue::from_static(RENDITION_CACHE_CONTROL);
+    let cache_control = match left {
+        Some(left) => HeaderValue::from_str(&format!("public, max-age={}", left.as_secs()))
+            .unwrap_or(HeaderValue::from_static("no-store")),
+        None => HeaderValue::from_static(RENDITION_CACHE_CONTROL),
+    };
     if etag_matches(request_headers, &etag) {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         response.headers_mut().insert(header::ETAG, etag_value);

@@ -33,6 +33,10 @@ pub enum ApiError {
     UnknownTemplate,
     #[error("{0}")]
     TooLarge(String),
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("{0}")]
     Unprocessable(String),
     #[error("rendition is not ready yet, retry shortly")]
@@ -41,6 +45,8 @@ pub enum ApiError {
     Overloaded { retry_after: u64 },
     #[error("too many requests, retry later")]
     RateLimited { retry_after: u64 },
+    #[error("{message}")]
+    RateLimitedMessage { retry_after: u64, message: String },
     #[error("monthly quota used up")]
     QuotaExceeded { retry_after: u64 },
     #[error("service temporarily unavailable, retry shortly")]
@@ -72,11 +78,15 @@ impl ApiError {
             }
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotReadyYet { .. } | Self::Overloaded { .. } | Self::Dependency { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::RateLimited { .. } | Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. }
+            | Self::RateLimitedMessage { .. }
+            | Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -96,6 +106,7 @@ impl IntoResponse for ApiError {
             Self::NotReadyYet { retry_after }
             | Self::Overloaded { retry_after }
             | Self::RateLimited { retry_after }
+            | Self::RateLimitedMessage { retry_after, .. }
             | Self::QuotaExceeded { retry_after } => Some(*retry_after),
             Self::Dependency { retry_after, cause } => {
                 tracing::warn!(error = format!("{cause:#}"), "dependency failure");
@@ -108,7 +119,14 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if matches!(self, Self::Unauthorized) {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            // Basic lets a browser prompt for the key (card previews).
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer, Basic realm=\"kiln\""),
+            );
+        }
+        if matches!(self, Self::BodyTimeout) {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));

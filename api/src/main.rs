@@ -1,7 +1,6 @@
 //! `kiln-api`: the HTTP front. Checks signed URLs, answers hits from the S3
 //! cache, claims and queues misses, and waits for workers within a bound.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -15,7 +14,10 @@ use kiln_core::storage::Storage;
 use kiln_core::{db, env_file, shutdown, telemetry};
 
 mod admin;
+mod body;
 mod bulk_feeder;
+mod captcha_issuer;
+mod client_addr;
 mod config;
 mod delivery;
 mod error;
@@ -26,6 +28,7 @@ mod partner_access;
 mod rate_limit;
 mod rendition;
 mod routes;
+mod server;
 mod state;
 mod waiters;
 
@@ -83,7 +86,14 @@ async fn run(config: ApiConfig) -> anyhow::Result<()> {
         db::migrate(&db).await?;
     }
     let waiters = Arc::new(Waiters::default());
-    let listener_task = tokio::spawn(waiters.clone().run_listener(db.clone(), cancel.clone()));
+    // Requests still being served at shutdown wait on renders: the listener
+    // that wakes them stops only after the server has drained.
+    let stop_listener = tokio_util::sync::CancellationToken::new();
+    let listener_task = tokio::spawn(
+        waiters
+            .clone()
+            .run_listener(db.clone(), stop_listener.clone()),
+    );
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -115,9 +125,19 @@ async fn run(config: ApiConfig) -> anyhow::Result<()> {
             config.verify_rate.0,
             config.verify_rate.1,
         )),
+        captchas: Default::default(),
+        public_miss_limit: RateLimiter::new(Rate::per_minute(
+            config.public_miss_rate.0,
+            config.public_miss_rate.1,
+        )),
+        unknown_key_limit: RateLimiter::new(Rate::per_minute(
+            config.unknown_key_rate.0,
+            config.unknown_key_rate.1,
+        )),
+        readiness: Default::default(),
         wait_slots: Semaphore::new(config.max_waiting),
         hot: Default::default(),
-        partner_keys: Default::default(),
+        partner_keys: partner_access::KeyCache::new(config.partner_cache_capacity),
         meter: metering::Meter::new(config.audit),
         quotas: Default::default(),
         partner_rate: RateLimiter::new(Rate::per_second(1, 1)),
@@ -140,18 +160,45 @@ async fn run(config: ApiConfig) -> anyhow::Result<()> {
                 .await;
         }
     });
+    let metrics_server = match state.config.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding KILN_METRICS_LISTEN {addr}"))?;
+            let metrics_app = routes::metrics_router(state.clone());
+            let limits = state.config.server.clone();
+            println!("kiln-api metrics on http://{}", listener.local_addr()?);
+            Some(tokio::spawn(server::serve(
+                listener,
+                metrics_app,
+                limits,
+                Default::default(),
+                cancel.clone(),
+            )))
+        }
+        None => None,
+    };
     // Tests and scripts read this line to find the port when KILN_LISTEN ends in :0.
     println!("kiln-api listening on http://{bound}");
     tracing::info!(%bound, "kiln-api listening");
-    axum::serve(
+    server::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        state.config.server.clone(),
+        state.config.trusted_proxies.clone(),
+        cancel.clone(),
     )
-    .with_graceful_shutdown(cancel.clone().cancelled_owned())
     .await
     .context("serving HTTP")?;
     cancel.cancel();
+    if let Some(task) = metrics_server {
+        let _ = task.await;
+    }
+    if let Err(err) = state.captchas.release_all(&state.db).await {
+        tracing::warn!(%err, "leased captchas not returned (they expire)");
+    }
     stop_flusher.cancel();
+    stop_listener.cancel();
     let _ = flusher.await;
     let _ = feeder.await;
     let _ = listener_task.await;

@@ -111,6 +111,20 @@ impl Meter {
         }
     }
 
+    /// Counts `n` accepted items of one request (a bulk job's items), each
+    /// as a metered request of `kind`.
+    pub fn record_items(&self, partner_id: i64, kind: &'static str, n: u64) {
+        let now = Utc::now();
+        let bucket = Bucket {
+            partner_id,
+            kind,
+            status_class: 2,
+            minute: now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now),
+        };
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.entry(bucket).or_default().hits += i64::try_from(n).unwrap_or(i64::MAX);
+    }
+
     /// Writes what has been counted since the last flush.
     pub async fn flush(&self, db: &PgPool) -> Result<(), sqlx::Error> {
         let counts = std::mem::take(&mut *self.counts.lock().unwrap_or_else(|p| p.into_inner()));

@@ -18,6 +18,9 @@ pub const METER_ROWS_FLUSHED: &str = "kiln_meter_rows_flushed_total";
 pub const METER_FLUSH_FAILURES: &str = "kiln_meter_flush_failures_total";
 pub const AUDIT_ROWS_DROPPED: &str = "kiln_audit_rows_dropped_total";
 pub const BULK_ITEMS_QUEUED: &str = "kiln_bulk_items_queued_total";
+pub const PARTNER_KEY_CACHE: &str = "kiln_partner_key_cache_entries";
+pub const QUEUE_FULL: &str = "kiln_queue_full_total";
+pub const CONNECTIONS_REFUSED: &str = "kiln_http_connections_refused_total";
 
 pub fn describe() {
     use metrics::{describe_counter, describe_histogram, Unit};
@@ -54,7 +57,7 @@ pub fn describe() {
     );
     describe_counter!(
         RATE_LIMITED,
-        "Requests refused with 429, by what was limited"
+        "Requests refused with 429 (or a card's default image), by limit"
     );
     describe_counter!(
         PARTNER_KEYS_REFUSED,
@@ -75,6 +78,18 @@ pub fn describe() {
     describe_counter!(
         BULK_ITEMS_QUEUED,
         "Bulk pre-render items handed to the render queues"
+    );
+    metrics::describe_gauge!(
+        PARTNER_KEY_CACHE,
+        "Partner keys (known and unknown) the key cache holds"
+    );
+    describe_counter!(
+        QUEUE_FULL,
+        "Misses answered 503 (or a card's default image) because the work queue was full"
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections closed at once: their client already had the most it may open"
     );
     describe_counter!(
         CARD_DEFAULTS,

@@ -8,18 +8,19 @@
 //! `KILN_PARTNER_DENY_STATUS=404`).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use chrono::{Datelike as _, TimeZone as _, Utc};
 
 use kiln_core::partners::{self, KeyOwner, KEY_PREFIX};
 
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::metering::Access;
 use crate::metrics as m;
@@ -115,47 +116,76 @@ fn take_key(uri: &Uri, headers: &axum::http::HeaderMap) -> Option<(String, Uri)>
     Some((key.trim().to_owned(), uri))
 }
 
-/// Resolved keys, briefly remembered (unknown ones too, so a flood of made-up
-/// keys does not reach Postgres). Held by the presented key itself, which the
-/// process sees anyway: no hashing on the hit path.
-#[derive(Default)]
+/// Resolved keys, briefly remembered, unknown ones too: a bounded cache
+/// (CLOCK-Pro, so a flood of one-off keys cannot push the partners' own keys
+/// out) keyed by the presented key itself, which the process sees anyway: no
+/// hashing on the hit path. Only well-formed keys are looked up or cached; a
+/// client's lookups of keys nobody has are rate-limited before Postgres.
 pub struct KeyCache {
-    entries: Mutex<HashMap<String, Resolved>>,
+    entries: quick_cache::sync::Cache<String, Resolved>,
 }
 
 /// A key's owner (`None`: unknown or revoked) and when that was read.
 type Resolved = (Option<PartnerKey>, Instant);
 
+/// How a presented key was resolved.
+enum Resolution {
+    Known(PartnerKey),
+    Unknown,
+    /// A lookup the client may not make now (too many unknown keys).
+    Limited(Duration),
+}
+
 impl KeyCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: quick_cache::sync::Cache::new(capacity),
+        }
+    }
+
     async fn resolve(
         &self,
-        db: &sqlx::PgPool,
+        state: &AppState,
         key: &str,
-        ttl: Duration,
-    ) -> Result<Option<PartnerKey>, sqlx::Error> {
-        {
-            let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((owner, at)) = entries.get(key) {
-                if at.elapsed() < ttl {
-                    return Ok(owner.clone());
-                }
+        client: std::net::IpAddr,
+    ) -> Result<Resolution, sqlx::Error> {
+        if !partners::is_key_shaped(key) {
+            return Ok(Resolution::Unknown);
+        }
+        let ttl = state.config.partner_cache_ttl;
+        let known =
+            |owner: Option<PartnerKey>| owner.map_or(Resolution::Unknown, Resolution::Known);
+        match self.entries.get(key) {
+            Some((owner, at)) if at.elapsed() < ttl => return Ok(known(owner)),
+            Some(_) => {
+                self.entries.remove(key);
             }
+            None => {}
         }
-        let owner = partners::find_key(db, key).await?.map(Arc::new);
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= 100_000 {
-            entries.retain(|_, (_, at)| at.elapsed() < ttl);
+        // One lookup per key at a time: concurrent requests with the same
+        // key wait for it instead of each asking Postgres.
+        let guard = match self.entries.get_value_or_guard_async(key).await {
+            Ok((owner, _)) => return Ok(known(owner)),
+            Err(guard) => guard,
+        };
+        // A client that keeps presenting keys nobody has is refused before
+        // Postgres once it is over its budget of unknown keys.
+        let client = crate::client_addr::limit_key(client);
+        if let Err(wait) = state.unknown_key_limit.peek(client) {
+            return Ok(Resolution::Limited(wait));
         }
-        entries.insert(key.to_owned(), (owner.clone(), Instant::now()));
-        Ok(owner)
+        let owner = partners::find_key(&state.db, key).await?.map(Arc::new);
+        if owner.is_none() {
+            let _ = state.unknown_key_limit.check(client);
+        }
+        let _ = guard.insert((owner.clone(), Instant::now()));
+        metrics::gauge!(m::PARTNER_KEY_CACHE).set(self.entries.len() as f64);
+        Ok(known(owner))
     }
 
     /// Forgets every key (after a revocation or rotation through this process).
     pub fn clear(&self) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.entries.clear();
     }
 }
 
@@ -180,6 +210,17 @@ impl QuotaBook {
         &self,
         db: &sqlx::PgPool,
         owner: &KeyOwner,
+    ) -> Result<Result<(), u64>, sqlx::Error> {
+        self.admit_many(db, owner, 1).await
+    }
+
+    /// `Ok` and counts `n` requests (a bulk job's items), or the seconds
+    /// until the quota renews; all or nothing.
+    pub async fn admit_many(
+        &self,
+        db: &sqlx::PgPool,
+        owner: &KeyOwner,
+        n: i64,
     ) -> Result<Result<(), u64>, sqlx::Error> {
         let Some(quota) = owner.limits.monthly_quota else {
             return Ok(Ok(()));
@@ -211,10 +252,10 @@ impl QuotaBook {
         let Some(entry) = entries.get_mut(&owner.partner_id) else {
             return Ok(Ok(()));
         };
-        if entry.flushed + entry.admitted_since >= quota {
+        if entry.flushed + entry.admitted_since + n > quota {
             return Ok(Err(seconds_to_next_month()));
         }
-        entry.admitted_since += 1;
+        entry.admitted_since += n;
         Ok(Ok(()))
     }
 }
@@ -233,7 +274,7 @@ fn seconds_to_next_month() -> u64 {
 
 pub async fn partner_access(
     State(state): State<SharedState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Extension(ClientAddr(client)): Extension<ClientAddr>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -244,15 +285,18 @@ pub async fn partner_access(
         return next.run(request).await;
     };
     *request.uri_mut() = uri;
-    let owner = match state
-        .partner_keys
-        .resolve(&state.db, &key, state.config.partner_cache_ttl)
-        .await
-    {
-        Ok(Some(owner)) => owner,
-        Ok(None) => {
+    let owner = match state.partner_keys.resolve(&state, &key, client).await {
+        Ok(Resolution::Known(owner)) => owner,
+        Ok(Resolution::Unknown) => {
             metrics::counter!(m::PARTNER_KEYS_REFUSED).increment(1);
             return deny(&state);
+        }
+        Ok(Resolution::Limited(wait)) => {
+            metrics::counter!(m::RATE_LIMITED, "limit" => "unknown_keys").increment(1);
+            return ApiError::RateLimited {
+                retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+            }
+            .into_response();
         }
         Err(err) => {
             return ApiError::dependency(err, state.config.retry_after_secs).into_response()
@@ -291,7 +335,7 @@ pub async fn partner_access(
         duration: started.elapsed(),
         object: &object,
         client: &if state.meter.audits() {
-            client.ip().to_string()
+            client.to_string()
         } else {
             String::new()
         },

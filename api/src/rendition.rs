@@ -11,6 +11,7 @@ use kiln_core::bulk::Planned;
 use kiln_core::cache_key::{object_key, rendition_key};
 use kiln_core::job::{ImageJob, JobKind, PRIORITY_ON_DEMAND};
 use kiln_core::options::ImageOptions;
+use kiln_core::queue::QueueFull;
 use kiln_core::renditions::{self, NewRendition, Rendition, Status};
 use kiln_core::source_key::SourceKey;
 use kiln_core::storage::{ObjectMeta, StorageError};
@@ -21,9 +22,6 @@ use crate::error::ApiError;
 use crate::metrics as m;
 use crate::state::AppState;
 
-/// How often a waiting request re-reads its row in case a NOTIFY was lost.
-const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
-
 pub async fn serve_image(
     state: &AppState,
     source: &SourceKey,
@@ -31,8 +29,9 @@ pub async fn serve_image(
     request_headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let target = image_target(state, source, options).await?;
+    let expires = options.expires;
     if let Some(response) =
-        deliver_if_known_ready(state, &target.cache_key, request_headers).await?
+        deliver_if_known_ready(state, &target.cache_key, request_headers, expires).await?
     {
         metrics::counter!(m::CACHE_HITS, "kind" => "image").increment(1);
         return Ok(response);
@@ -45,7 +44,7 @@ pub async fn serve_image(
             .map_err(|e| ApiError::dependency(e, state.config.retry_after_secs))?;
         return Err(ApiError::TooLarge(message));
     }
-    match find_or_render(state, &Miss::of(&planned), request_headers).await? {
+    match find_or_render(state, &Miss::of(&planned), request_headers, expires).await? {
         Rendered::Delivered(response) => Ok(response),
         Rendered::Failed {
             http_status,
@@ -113,6 +112,7 @@ fn planned_image(state: &AppState, source: &SourceKey, target: ImageTarget) -> P
         source_key: source.as_str().to_owned(),
         source_etag: meta.etag.clone(),
         options: canonical.clone(),
+        source_bytes: Some(meta.size),
         attempt: 1,
         enqueued_at_ms: Some(kiln_core::job::now_ms()),
     };
@@ -160,19 +160,33 @@ pub async fn find_or_render(
     state: &AppState,
     miss: &Miss<'_>,
     request_headers: &HeaderMap,
+    expires: Option<i64>,
 ) -> Result<Rendered, ApiError> {
     let kind = miss.kind.name();
     let (cache_key, object_key) = (miss.new.cache_key, miss.new.object_key);
     let retry_after = state.config.retry_after_secs;
     let db_err = |e: sqlx::Error| ApiError::dependency(e, retry_after);
-    let existing = renditions::find(&state.db, cache_key)
+    let mut existing = renditions::find(&state.db, cache_key)
         .await
         .map_err(db_err)?;
+    // A failed card is tried again once its failure is old enough: cards
+    // fail for reasons of their moment (a slow render, a busy browser).
+    if let Some(row) = &existing {
+        let expired = miss.kind == JobKind::Card
+            && matches!(row.status, Status::Failed { .. })
+            && row.finished_for_secs >= state.config.card_failure_ttl.as_secs_f64();
+        if expired {
+            renditions::forget_failed(&state.db, cache_key)
+                .await
+                .map_err(db_err)?;
+            existing = None;
+        }
+    }
     match existing.map(|r| r.status) {
         Some(Status::Ready) => {
             metrics::counter!(m::CACHE_HITS, "kind" => kind).increment(1);
             state.hot.put_ready_object(cache_key, object_key);
-            return deliver(state, cache_key, object_key, request_headers)
+            return deliver(state, cache_key, object_key, request_headers, expires)
                 .await
                 .map(Rendered::Delivered);
         }
@@ -204,7 +218,7 @@ pub async fn find_or_render(
     match rendition.status {
         Status::Ready => {
             state.hot.put_ready_object(cache_key, object_key);
-            deliver(state, cache_key, object_key, request_headers)
+            deliver(state, cache_key, object_key, request_headers, expires)
                 .await
                 .map(Rendered::Delivered)
         }
@@ -245,9 +259,10 @@ pub async fn deliver_if_known_ready(
     state: &AppState,
     cache_key: &str,
     request_headers: &HeaderMap,
+    expires: Option<i64>,
 ) -> Result<Option<Response>, ApiError> {
     match state.hot.ready_object(cache_key) {
-        Some(object_key) => deliver(state, cache_key, &object_key, request_headers)
+        Some(object_key) => deliver(state, cache_key, &object_key, request_headers, expires)
             .await
             .map(Some),
         None => Ok(None),
@@ -282,17 +297,25 @@ pub async fn publish(state: &AppState, miss: &Miss<'_>, priority: u8) -> Result<
             Ok(())
         }
         Err(err) => {
-            metrics::counter!(m::PUBLISH_FAILURES).increment(1);
             // Give the claim back so the next request can queue it again.
             if let Err(release_err) = renditions::release(&state.db, miss.new.cache_key).await {
                 tracing::warn!(%release_err, "could not release a rendition claim");
             }
-            Err(ApiError::dependency(err, state.config.retry_after_secs))
+            let retry_after = state.config.retry_after_secs;
+            if err.downcast_ref::<QueueFull>().is_some() {
+                metrics::counter!(m::QUEUE_FULL, "kind" => miss.kind.name()).increment(1);
+                return Err(ApiError::Overloaded { retry_after });
+            }
+            metrics::counter!(m::PUBLISH_FAILURES).increment(1);
+            Err(ApiError::dependency(err, retry_after))
         }
     }
 }
 
-/// Waits until the rendition leaves `pending` or the bound passes.
+/// Waits until the rendition leaves `pending` or the bound passes. The row
+/// is read once, then again only when a notification for this key arrives
+/// (or the listener reconnected and may have missed one): waiting costs
+/// Postgres nothing while nothing happens.
 async fn wait_for(
     state: &AppState,
     notify: &tokio::sync::Notify,
@@ -302,6 +325,7 @@ async fn wait_for(
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + state.config.miss_wait;
     let retry_after = state.config.retry_after_secs;
+    let mut first = true;
     loop {
         let notified = notify.notified();
         tokio::pin!(notified);
@@ -314,7 +338,7 @@ async fn wait_for(
                 metrics::histogram!(m::MISS_WAIT).record(started.elapsed().as_secs_f64());
                 return Ok(r);
             }
-            Some(r) if r.queued_for_secs > state.config.stale_claim_secs => {
+            Some(r) if first && r.queued_for_secs > state.config.stale_claim_secs => {
                 // The job behind this claim was lost; queue it again.
                 if renditions::reclaim_stale(&state.db, cache_key, state.config.stale_claim_secs)
                     .await
@@ -328,14 +352,10 @@ async fn wait_for(
             // The claim was released (its publish failed): answer "retry", not a hang.
             None => return Err(ApiError::NotReadyYet { retry_after }),
         }
-        if tokio::time::Instant::now() >= deadline {
+        first = false;
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
             metrics::counter!(m::WAIT_TIMEOUTS).increment(1);
             return Err(ApiError::NotReadyYet { retry_after });
         }
-        let _ = tokio::time::timeout_at(
-            deadline.min(tokio::time::Instant::now() + POLL_INTERVAL),
-            notified,
-        )
-        .await;
     }
 }

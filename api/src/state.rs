@@ -10,6 +10,7 @@ use kiln_core::cards::Templates;
 use kiln_core::queue::Publisher;
 use kiln_core::storage::Storage;
 
+use crate::captcha_issuer::CaptchaIssuer;
 use crate::config::ApiConfig;
 use crate::hot_cache::HotCache;
 use crate::metering::Meter;
@@ -33,6 +34,14 @@ pub struct AppState {
     pub public_url: String,
     pub captcha_issue_limit: RateLimiter,
     pub captcha_verify_limit: RateLimiter,
+    /// Issues each captcha to one client.
+    pub captchas: CaptchaIssuer,
+    /// Per client: misses of unsigned card URLs.
+    pub public_miss_limit: RateLimiter,
+    /// Per client: lookups of partner keys not in the cache.
+    pub unknown_key_limit: RateLimiter,
+    /// `/readyz`'s last answer, reused for a second.
+    pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, crate::routes::Readiness)>>,
     /// Partner keys, usage counts and limits.
     pub partner_keys: KeyCache,
     pub meter: Meter,

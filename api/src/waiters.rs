@@ -1,7 +1,8 @@
 //! Wakes requests waiting for a render. One Postgres `LISTEN` connection per
 //! api process receives the worker's NOTIFY (payload: the cache key) and wakes
-//! that key's waiters. Notifications can be lost while the listener
-//! reconnects, so waiters also re-read the row on a short interval.
+//! that key's waiters. Notifications sent while the listener was away are
+//! lost, so every waiter is woken (to re-read its row) each time the
+//! listener has connected: no waiter polls.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -53,6 +54,19 @@ impl Waiters {
         }
     }
 
+    /// Wakes every waiter (after a reconnect: their notification may be lost).
+    fn wake_all(&self) {
+        self.any.notify_one();
+        let all: Vec<Arc<Notify>> = self
+            .map
+            .lock()
+            .map(|map| map.values().cloned().collect())
+            .unwrap_or_default();
+        for notify in all {
+            notify.notify_waiters();
+        }
+    }
+
     fn wake(&self, key: &str) {
         self.any.notify_one();
         let notify = self.map.lock().ok().and_then(|map| map.get(key).cloned());
@@ -79,13 +93,21 @@ impl Waiters {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
+            // Whatever finished while nobody listened is found by re-reading.
+            self.wake_all();
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    received = listener.recv() => match received {
-                        Ok(notification) => self.wake(notification.payload()),
+                    // try_recv, not recv: recv would reconnect silently and
+                    // nobody would know to re-read what was missed.
+                    received = listener.try_recv() => match received {
+                        Ok(Some(notification)) => self.wake(notification.payload()),
+                        Ok(None) => {
+                            tracing::warn!("rendition listener lost its connection");
+                            break;
+                        }
                         Err(err) => {
-                            tracing::warn!(%err, "rendition listener lost its connection");
+                            tracing::warn!(%err, "rendition listener failed");
                             break;
                         }
                     }

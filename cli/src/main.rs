@@ -82,16 +82,19 @@ fn sign(options: &str, source: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Signs `{template}/{id}.{ext}[?query]` (query as it will be sent, already
-/// percent-encoded).
+/// Signs `card:{template}/{id}.{ext}[?query]` (query as it will be sent,
+/// already percent-encoded).
 fn sign_card(card: &str) -> anyhow::Result<()> {
-    let path = card.split('?').next().unwrap_or_default();
+    let (path, query) = match card.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (card, None),
+    };
     if path.split('/').count() != 2 || !path.contains('.') {
         bail!("expected TEMPLATE/ID.EXT[?k=v&...], e.g. article/hello.jpg?title=Hi");
     }
     let payload = card.trim_end_matches('?');
     let signature = SigningConfig::from_env()?
-        .sign(payload)
+        .sign(&kiln_core::signing::card_payload(path, query))
         .context("no signing key configured")?;
     let base = var_or("KILN_PUBLIC_URL", "http://127.0.0.1:8080");
     println!("{}/card/{signature}/{payload}", base.trim_end_matches('/'));

@@ -18,6 +18,8 @@ pub const PRIORITY_BULK: u8 = 1;
 
 /// Only one api process feeds the queues at a time (a transaction lock).
 const FEEDER_LOCK: i64 = 0x6b69_6c6e_6275_6c6b; // "kilnbulk"
+/// First key of the per-partner submission locks (the second is the partner).
+const PARTNER_LOCK_SPACE: i32 = 0x6b62_6a70; // "kbjp"
 
 /// A planned item: what to render, or why it cannot be.
 #[derive(Clone, Debug)]
@@ -51,14 +53,24 @@ impl Planned {
     }
 }
 
+/// A partner already has this many items waiting or rendering: over its cap.
+#[derive(Debug)]
+pub struct OverCap {
+    pub pending: i64,
+}
+
 /// Stores a job and its items; items whose rendition is already ready are
-/// `cached` at once. Returns how many were.
+/// `cached` at once. Returns how many were. With `cap`, the partner's items
+/// waiting or rendering across all its jobs, these included, may not exceed
+/// it (checked under a per-partner lock, so concurrent submissions cannot
+/// both slip under it).
 pub async fn create(
     pool: &PgPool,
     id: &str,
     partner_id: Option<i64>,
+    cap: Option<i64>,
     items: &[PlannedItem],
-) -> Result<i32, sqlx::Error> {
+) -> Result<Result<i32, OverCap>, sqlx::Error> {
     let n = items.len();
     let mut index = Vec::with_capacity(n);
     let mut kind = Vec::with_capacity(n);
@@ -95,6 +107,23 @@ pub async fn create(
         }
     }
     let mut tx = pool.begin().await?;
+    if let (Some(partner), Some(cap)) = (partner_id, cap) {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2::int4)")
+            .bind(PARTNER_LOCK_SPACE)
+            .bind(partner as i32)
+            .execute(&mut *tx)
+            .await?;
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM bulk_items b JOIN bulk_jobs j ON j.id = b.job_id \
+             WHERE j.partner_id = $1 AND b.state IN ('waiting', 'queued')",
+        )
+        .bind(partner)
+        .fetch_one(&mut *tx)
+        .await?;
+        if pending + n as i64 > cap {
+            return Ok(Err(OverCap { pending }));
+        }
+    }
     sqlx::query(
         "INSERT INTO bulk_jobs (id, partner_id, total, already_cached) VALUES ($1, $2, $3, 0)",
     )
@@ -133,7 +162,7 @@ pub async fn create(
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(cached)
+    Ok(Ok(cached))
 }
 
 /// A job's progress as `GET /v1/jobs/{id}` reports it.
@@ -322,17 +351,39 @@ impl FeederRound {
         .await
     }
 
-    /// The next `limit` waiting items, oldest job first.
-    pub async fn next_waiting(&mut self, limit: i64) -> Result<Vec<Handover>, sqlx::Error> {
-        sqlx::query_as(concat!(
-            select_handover!(),
-            " FROM bulk_items b JOIN bulk_jobs j ON j.id = b.job_id \
-             WHERE b.state = 'waiting' ORDER BY j.created_at, b.job_id, b.n LIMIT $1 \
-             FOR UPDATE OF b SKIP LOCKED",
-        ))
-        .bind(limit)
+    /// The next `limit` waiting items, shared fairly between submitters:
+    /// slots go round-robin over the partners (the admin counts as one)
+    /// with waiting items, starting at a different one each round (`turn`),
+    /// and within a partner to its oldest job first. One partner's
+    /// 10 000-item job does not hold back another's ten.
+    pub async fn next_waiting(
+        &mut self,
+        limit: i64,
+        turn: usize,
+    ) -> Result<Vec<Handover>, sqlx::Error> {
+        let jobs: Vec<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT j.id, j.partner_id FROM bulk_jobs j \
+             WHERE j.cancelled_at IS NULL AND EXISTS \
+               (SELECT 1 FROM bulk_items b WHERE b.job_id = j.id AND b.state = 'waiting') \
+             ORDER BY j.created_at, j.id",
+        )
         .fetch_all(&mut *self.tx)
-        .await
+        .await?;
+        let shares = fair_shares(&jobs, limit, turn);
+        let mut out = Vec::new();
+        for (job_id, take) in shares {
+            let mut items: Vec<Handover> = sqlx::query_as(concat!(
+                select_handover!(),
+                " FROM bulk_items b WHERE b.job_id = $1 AND b.state = 'waiting' \
+                 ORDER BY b.n LIMIT $2 FOR UPDATE SKIP LOCKED",
+            ))
+            .bind(job_id)
+            .bind(take)
+            .fetch_all(&mut *self.tx)
+            .await?;
+            out.append(&mut items);
+        }
+        Ok(out)
     }
 
     pub async fn mark_queued(&mut self, item: &Handover) -> Result<(), sqlx::Error> {
@@ -346,5 +397,66 @@ impl FeederRound {
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await
+    }
+}
+
+/// How many items to take from which job: `limit` slots dealt one at a time
+/// to the submitters (in turn, starting at `turn`), each submitter's slots
+/// going to its jobs oldest first. `jobs` are ordered oldest first.
+fn fair_shares(jobs: &[(String, Option<i64>)], limit: i64, turn: usize) -> Vec<(String, i64)> {
+    let mut submitters: Vec<Option<i64>> = Vec::new();
+    for (_, partner) in jobs {
+        if !submitters.contains(partner) {
+            submitters.push(*partner);
+        }
+    }
+    if submitters.is_empty() || limit <= 0 {
+        return Vec::new();
+    }
+    let mut per_submitter = vec![0i64; submitters.len()];
+    for slot in 0..limit as usize {
+        per_submitter[(turn + slot) % submitters.len()] += 1;
+    }
+    // A submitter's share is taken from its oldest job; what that job cannot
+    // fill is fetched next round (the job list is read again each round).
+    submitters
+        .iter()
+        .zip(per_submitter)
+        .filter(|(_, share)| *share > 0)
+        .filter_map(|(submitter, share)| {
+            jobs.iter()
+                .find(|(_, partner)| partner == submitter)
+                .map(|(id, _)| (id.clone(), share))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, partner: Option<i64>) -> (String, Option<i64>) {
+        (id.to_owned(), partner)
+    }
+
+    #[test]
+    fn slots_go_round_robin_over_submitters() {
+        let jobs = [
+            job("big", Some(1)),
+            job("later", Some(1)),
+            job("small", Some(2)),
+            job("admin", None),
+        ];
+        // Three submitters, 16 slots: 6, 5, 5 from the starting turn.
+        let shares = fair_shares(&jobs, 16, 0);
+        assert_eq!(
+            shares,
+            vec![("big".into(), 6), ("small".into(), 5), ("admin".into(), 5)]
+        );
+        // Fewer slots than submitters: the turn decides who waits this round.
+        assert_eq!(fair_shares(&jobs, 1, 0), vec![("big".into(), 1)]);
+        assert_eq!(fair_shares(&jobs, 1, 1), vec![("small".into(), 1)]);
+        assert_eq!(fair_shares(&jobs, 1, 2), vec![("admin".into(), 1)]);
+        assert!(fair_shares(&[], 16, 0).is_empty());
     }
 }

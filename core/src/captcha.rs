@@ -39,6 +39,10 @@ pub struct CaptchaConfig {
     pub slot_digits: u32,
     pub width: u32,
     pub height: u32,
+    /// How long an issued captcha may be answered by the client it was
+    /// issued to (`KILN_CAPTCHA_ISSUE_TTL_SECS`, 300) before its slot is
+    /// ready for another client.
+    pub issue_ttl: std::time::Duration,
 }
 
 impl std::fmt::Debug for CaptchaConfig {
@@ -52,10 +56,21 @@ impl std::fmt::Debug for CaptchaConfig {
     }
 }
 
+/// Hex characters of a lease token (128 random bits).
+pub const LEASE_LEN: usize = 32;
+
+/// A fresh lease token from the OS CSPRNG.
+pub fn new_lease() -> String {
+    let mut raw = [0u8; LEASE_LEN / 2];
+    rand::fill(&mut raw);
+    hex::encode(raw)
+}
+
 impl CaptchaConfig {
     pub fn from_env() -> anyhow::Result<Self> {
         let salt = var_opt("KILN_CAPTCHA_SALT")
-            .context("KILN_CAPTCHA_SALT must be set (16 bytes or more; up.sh writes one)")?;
+            .context("KILN_CAPTCHA_SALT must be set (32 bytes or more; up.sh writes one)")?;
+        crate::config::check_secret("KILN_CAPTCHA_SALT", &salt)?;
         let key_mode = match var_or("KILN_CAPTCHA_KEY_MODE", "hmac").as_str() {
             "hmac" => KeyMode::Hmac,
             "md5" => KeyMode::Md5Compat,
@@ -71,6 +86,10 @@ impl CaptchaConfig {
             slot_digits: parse_or("KILN_CAPTCHA_POOL_DIGITS", 3)?,
             width: parse_or("KILN_CAPTCHA_WIDTH", 200)?,
             height: parse_or("KILN_CAPTCHA_HEIGHT", 70)?,
+            issue_ttl: std::time::Duration::from_secs(parse_or(
+                "KILN_CAPTCHA_ISSUE_TTL_SECS",
+                300,
+            )?),
         };
         config.validate()?;
         Ok(config)
@@ -95,6 +114,9 @@ impl CaptchaConfig {
         if !(1..=5).contains(&self.slot_digits) {
             bail!("KILN_CAPTCHA_POOL_DIGITS must be 1..=5 (16 to 1 048 576 slots)");
         }
+        if !(10..=86_400).contains(&self.issue_ttl.as_secs()) {
+            bail!("KILN_CAPTCHA_ISSUE_TTL_SECS must be 10..=86400");
+        }
         if !(80..=600).contains(&self.width) || !(30..=200).contains(&self.height) {
             bail!("KILN_CAPTCHA_WIDTH must be 80..=600 and KILN_CAPTCHA_HEIGHT 30..=200");
         }
@@ -108,6 +130,22 @@ impl CaptchaConfig {
     /// The slot name: `index` as `slot_digits` lowercase hex digits.
     pub fn slot_name(&self, index: u32) -> String {
         format!("{index:0width$x}", width = self.slot_digits as usize)
+    }
+
+    /// What a client gets as its captcha's `slot`: the pool slot and the
+    /// lease it was issued under.
+    pub fn issued_slot(slot: &str, lease: &str) -> String {
+        format!("{slot}-{lease}")
+    }
+
+    /// The pool slot and lease of an issued slot string, if it is one.
+    pub fn parse_issued<'a>(&self, issued: &'a str) -> Option<(&'a str, &'a str)> {
+        let (slot, lease) = issued.split_once('-')?;
+        let lease_ok = lease.len() == LEASE_LEN
+            && lease
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        (self.is_slot(slot) && lease_ok).then_some((slot, lease))
     }
 
     pub fn is_slot(&self, slot: &str) -> bool {
@@ -187,6 +225,25 @@ mod tests {
             slot_digits: 3,
             width: 200,
             height: 70,
+            issue_ttl: std::time::Duration::from_secs(300),
+        }
+    }
+
+    #[test]
+    fn issued_slots_carry_their_lease() {
+        let c = config(KeyMode::Hmac);
+        let lease = new_lease();
+        let issued = CaptchaConfig::issued_slot("0a1", &lease);
+        assert_eq!(c.parse_issued(&issued), Some(("0a1", lease.as_str())));
+        assert_ne!(new_lease(), lease);
+        for bad in [
+            "0a1",
+            "0a1-",
+            "0a1-xyz",
+            "zzz-00000000000000000000000000000000",
+            "0a1-0000",
+        ] {
+            assert_eq!(c.parse_issued(bad), None, "{bad}");
         }
     }
 

@@ -1,16 +1,14 @@
 //! The `captcha_slots` table: a pool of 16^n slots kept full by workers.
-//! Serving reads a ready slot (never waits on generation); verification
-//! empties it in one conditional UPDATE, so a captcha is answered once.
+//!
+//! A captcha is issued to one client at a time: serving leases ready slots
+//! (`issued`, each with a random lease token the client gets back as part of
+//! its slot) and never waits on generation. Verification empties a slot in
+//! one conditional UPDATE that needs the lease, so a captcha is answered
+//! once, and only by the client it was issued to. Unanswered leases expire
+//! after the issue TTL: the slot is ready again and the old lease answers
+//! nothing.
 
 use sqlx::PgPool;
-
-/// A captcha as served: its slot, key and PNG.
-#[derive(Debug, sqlx::FromRow)]
-pub struct ReadyCaptcha {
-    pub slot: String,
-    pub captcha_key: String,
-    pub image: Vec<u8>,
-}
 
 /// Creates the slots of a pool of `slots` names (idempotent) and drops slots
 /// of another width (the pool size changed).
@@ -30,32 +28,96 @@ pub async fn ensure_slots(pool: &PgPool, digits: u32) -> Result<(), sqlx::Error>
     Ok(())
 }
 
-/// A ready captcha at or after `from` (wrapping around), or `None` when the
-/// pool is exhausted.
-pub async fn ready_from(pool: &PgPool, from: &str) -> Result<Option<ReadyCaptcha>, sqlx::Error> {
+/// A leased captcha: issued to whoever receives it, and to nobody else.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct LeasedCaptcha {
+    pub slot: String,
+    pub lease: String,
+    pub captcha_key: String,
+    pub image: Vec<u8>,
+}
+
+/// Leases up to `leases.len()` ready captchas, starting at slot `from`
+/// (wrapping around), one lease token each. Fewer (or none) come back when
+/// the pool has no more ready.
+pub async fn lease(
+    pool: &PgPool,
+    from: &str,
+    leases: &[String],
+) -> Result<Vec<LeasedCaptcha>, sqlx::Error> {
     sqlx::query_as(
-        "(SELECT slot, captcha_key, image FROM captcha_slots \
-           WHERE state = 'ready' AND slot >= $1 ORDER BY slot LIMIT 1) \
-         UNION ALL \
-         (SELECT slot, captcha_key, image FROM captcha_slots \
-           WHERE state = 'ready' AND slot < $1 ORDER BY slot LIMIT 1) \
-         LIMIT 1",
+        // Two apis may pick the same rows: the UPDATE re-checks `state` on
+        // each locked row, so the later one skips what the first issued.
+        "WITH picked AS ( \
+           (SELECT slot FROM captcha_slots WHERE state = 'ready' AND slot >= $1 \
+             ORDER BY slot LIMIT $2) \
+           UNION ALL \
+           (SELECT slot FROM captcha_slots WHERE state = 'ready' AND slot < $1 \
+             ORDER BY slot LIMIT $2)), \
+         numbered AS (SELECT slot, row_number() OVER (ORDER BY slot >= $1 DESC, slot) AS i FROM picked) \
+         UPDATE captcha_slots c SET state = 'issued', issued_at = now(), lease = t.lease \
+         FROM numbered n JOIN unnest($3::text[]) WITH ORDINALITY AS t(lease, i) ON t.i = n.i \
+         WHERE c.slot = n.slot AND c.state = 'ready' \
+         RETURNING c.slot, c.lease, c.captcha_key, c.image",
     )
     .bind(from)
-    .fetch_optional(pool)
+    .bind(leases.len() as i64)
+    .bind(leases)
+    .fetch_all(pool)
     .await
 }
 
-/// Consumes the captcha `key` in `slot` if it is still there: true exactly
-/// once per captcha, whatever code the client typed.
-pub async fn consume(pool: &PgPool, slot: &str, key: &str) -> Result<bool, sqlx::Error> {
+/// Gives leased captchas that were never handed out back to the pool.
+pub async fn release(pool: &PgPool, leased: &[(String, String)]) -> Result<(), sqlx::Error> {
+    let (slots, leases): (Vec<&str>, Vec<&str>) = leased
+        .iter()
+        .map(|(slot, lease)| (slot.as_str(), lease.as_str()))
+        .unzip();
+    sqlx::query(
+        "UPDATE captcha_slots c SET state = 'ready', lease = NULL, issued_at = NULL \
+         FROM unnest($1::text[], $2::text[]) AS t(slot, lease) \
+         WHERE c.slot = t.slot AND c.lease = t.lease AND c.state = 'issued'",
+    )
+    .bind(slots)
+    .bind(leases)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Makes leases older than `ttl_secs` ready again (their captchas were
+/// never answered); returns how many.
+pub async fn expire_leases(pool: &PgPool, ttl_secs: f64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE captcha_slots SET state = 'ready', lease = NULL, issued_at = NULL \
+         WHERE state = 'issued' AND issued_at < now() - make_interval(secs => $1)",
+    )
+    .bind(ttl_secs)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Consumes the captcha `key` in `slot` if it is still issued under
+/// `lease` (and the lease is younger than `ttl_secs`): true exactly once per
+/// issued captcha, whatever code the client typed.
+pub async fn consume(
+    pool: &PgPool,
+    slot: &str,
+    lease: &str,
+    key: &str,
+    ttl_secs: f64,
+) -> Result<bool, sqlx::Error> {
     let row = sqlx::query(
-        "UPDATE captcha_slots SET state = 'empty', captcha_key = NULL, image = NULL, \
-         claimed_at = NULL, ready_at = NULL, generation = generation + 1 \
-         WHERE slot = $1 AND state = 'ready' AND captcha_key = $2 RETURNING slot",
+        "UPDATE captcha_slots SET state = 'empty', captcha_key = NULL, image = NULL, lease = NULL, \
+         issued_at = NULL, claimed_at = NULL, ready_at = NULL, generation = generation + 1 \
+         WHERE slot = $1 AND state = 'issued' AND lease = $2 AND captcha_key = $3 \
+           AND issued_at > now() - make_interval(secs => $4) RETURNING slot",
     )
     .bind(slot)
+    .bind(lease)
     .bind(key)
+    .bind(ttl_secs)
     .fetch_optional(pool)
     .await?;
     Ok(row.is_some())

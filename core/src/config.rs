@@ -50,6 +50,45 @@ pub fn millis_or(name: &str, default_ms: u64) -> anyhow::Result<Duration> {
     Ok(Duration::from_millis(parse_or(name, default_ms)?))
 }
 
+/// Shortest secret Kiln accepts for a signing key, admin key or captcha salt.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Words that mark a value copied from an example instead of generated.
+const PLACEHOLDERS: &[&str] = &[
+    "change-me",
+    "changeme",
+    "change_me",
+    "replace-me",
+    "replaceme",
+    "placeholder",
+    "example",
+    "your-key",
+    "your-secret",
+    "yoursecret",
+    "insert-",
+    "todo",
+    "xxxxxxxx",
+];
+
+/// Refuses a secret that is short, an example's placeholder, or one
+/// character repeated: such values pass a length check and sign nothing.
+pub fn check_secret(name: &str, value: &str) -> anyhow::Result<()> {
+    let lower = value.to_ascii_lowercase();
+    if let Some(word) = PLACEHOLDERS.iter().find(|w| lower.contains(*w)) {
+        bail!("{name} holds a placeholder ({word:?}): generate a real secret, e.g. `openssl rand -hex 32`");
+    }
+    if value.len() < MIN_SECRET_LEN {
+        bail!(
+            "{name}: every secret must be at least {MIN_SECRET_LEN} bytes (e.g. `openssl rand -hex 32`)"
+        );
+    }
+    let first = value.bytes().next();
+    if value.bytes().all(|b| Some(b) == first) {
+        bail!("{name} is one character repeated: generate a real secret");
+    }
+    Ok(())
+}
+
 /// Postgres connection settings.
 #[derive(Clone, Debug)]
 pub struct DbConfig {
@@ -85,6 +124,9 @@ pub struct AmqpConfig {
     pub queue_expires: Option<Duration>,
     /// Quorum queues (`KILN_QUEUE_TYPE=quorum`) for RabbitMQ clusters.
     pub quorum_queues: bool,
+    /// Jobs a work queue holds at most (`KILN_QUEUE_MAX_LENGTH`, 10000; 0:
+    /// unbounded). Changing it needs new queues, as for the queue type.
+    pub max_queue_length: Option<u32>,
 }
 
 impl AmqpConfig {
@@ -101,6 +143,10 @@ impl AmqpConfig {
             queue_expires: match parse_or("KILN_QUEUE_EXPIRES_MS", 0u64)? {
                 0 => None,
                 ms => Some(Duration::from_millis(ms)),
+            },
+            max_queue_length: match parse_or("KILN_QUEUE_MAX_LENGTH", 10_000u32)? {
+                0 => None,
+                n => Some(n),
             },
             quorum_queues: match var_or("KILN_QUEUE_TYPE", "classic").as_str() {
                 "classic" => false,
@@ -202,8 +248,8 @@ impl SigningConfig {
         if keys.is_empty() && !allow_unsafe {
             bail!("KILN_SIGNING_KEYS is required (comma-separated; the first signs, all verify)");
         }
-        if keys.iter().any(|k| k.len() < 16) {
-            bail!("every key in KILN_SIGNING_KEYS must be at least 16 bytes");
+        for key in &keys {
+            check_secret("KILN_SIGNING_KEYS", &String::from_utf8_lossy(key))?;
         }
         let signature_len = parse_or("KILN_SIGNATURE_SIZE", crate::signing::FULL_SIGNATURE_LEN)?;
         if !(crate::signing::MIN_SIGNATURE_LEN..=crate::signing::FULL_SIGNATURE_LEN)
@@ -220,5 +266,23 @@ impl SigningConfig {
             signature_len,
             allow_unsafe,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholder_and_short_secrets_are_refused() {
+        for bad in [
+            "CHANGE-ME-at-least-16-bytes-0123456789",
+            "changeme0123456789012345678901234567",
+            "short-but-real-5f2a",
+            &"a".repeat(40),
+        ] {
+            assert!(check_secret("K", bad).is_err(), "{bad}");
+        }
+        assert!(check_secret("K", "3b9e1f6c0a4d8e2b7f5c9a1d3e6b8f0a").is_ok());
     }
 }

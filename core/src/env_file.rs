@@ -4,22 +4,16 @@
 
 use std::path::{Path, PathBuf};
 
-/// Where the env file is: `KILN_ENV_FILE` if set (empty disables it), otherwise
-/// the first `.kiln/local.env` found walking up from the current directory.
+/// Where the env file is: `KILN_ENV_FILE` if set (empty disables it),
+/// otherwise `.kiln/local.env` in the current directory (the project root,
+/// where the local stack runs everything from). Never a parent directory:
+/// a `.kiln/` planted higher up the tree cannot inject settings.
 pub fn locate() -> Option<PathBuf> {
     if let Ok(explicit) = std::env::var("KILN_ENV_FILE") {
         return (!explicit.is_empty()).then(|| PathBuf::from(explicit));
     }
-    let mut dir = std::env::current_dir().ok()?;
-    loop {
-        let candidate = dir.join(".kiln/local.env");
-        if candidate.is_file() {
-            return Some(candidate);
-        }
-        if !dir.pop() {
-            return None;
-        }
-    }
+    let candidate = std::env::current_dir().ok()?.join(".kiln/local.env");
+    candidate.is_file().then_some(candidate)
 }
 
 /// Parses `KEY=VALUE` lines; `#` comments and blank lines are skipped, and one
@@ -53,6 +47,16 @@ pub fn load() -> anyhow::Result<Option<PathBuf>> {
 
 fn load_from(path: &Path) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("reading env file {}", path.display()))?;
+    // It holds secrets and sets what the process trusts: others must not write it.
+    if meta.mode() & 0o022 != 0 {
+        anyhow::bail!(
+            "env file {} is writable by group or others; chmod 600 it",
+            path.display()
+        );
+    }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading env file {}", path.display()))?;
     for (key, value) in parse(&text) {

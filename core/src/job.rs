@@ -39,6 +39,10 @@ pub struct ImageJob {
     pub source_etag: String,
     /// Canonical options (see `options::ImageOptions::canonical`).
     pub options: String,
+    /// The original's size as the api's HEAD saw it: the worker reserves
+    /// this much of its fetch budget before downloading.
+    #[serde(default)]
+    pub source_bytes: Option<u64>,
     /// 1 for the first try; retries carry the next number.
     #[serde(default = "first_attempt")]
     pub attempt: u32,
@@ -120,6 +124,7 @@ mod tests {
             source_key: "a.jpg".into(),
             source_etag: "\"e\"".into(),
             options: "10x10".into(),
+            source_bytes: Some(1234),
             attempt: 1,
             enqueued_at_ms: Some(5),
         };

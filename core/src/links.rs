@@ -64,6 +64,22 @@ pub async fn create(
     .await
 }
 
+/// Whether the link would give a use now, taking none (HEAD requests:
+/// link checkers and chat unfurlers must not spend one-use links).
+pub async fn peek(pool: &PgPool, token: &str) -> Result<Result<(), Refused>, sqlx::Error> {
+    let usable: Option<bool> = sqlx::query_scalar(
+        "SELECT uses_left > 0 AND expires_at > now() FROM download_links WHERE token_hash = $1",
+    )
+    .bind(token_hash(token))
+    .fetch_optional(pool)
+    .await?;
+    Ok(match usable {
+        Some(true) => Ok(()),
+        Some(false) => Err(Refused::Gone),
+        None => Err(Refused::Unknown),
+    })
+}
+
 /// Takes one use of the link, atomically.
 pub async fn take(pool: &PgPool, token: &str) -> Result<Result<LinkUse, Refused>, sqlx::Error> {
     let hash = token_hash(token);

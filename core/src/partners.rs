@@ -48,9 +48,24 @@ pub struct KeyOwner {
 
 impl KeyOwner {
     /// Whether this key may reach `path` (an object key or source path).
+    /// Prefixes are whole path segments: `acme` reaches `acme/logo.png`
+    /// (and `acme` itself), never `acme-internal/…`.
     pub fn allows(&self, path: &str) -> bool {
-        self.path_prefixes.is_empty() || self.path_prefixes.iter().any(|p| path.starts_with(p))
+        self.path_prefixes.is_empty()
+            || self
+                .path_prefixes
+                .iter()
+                .any(|prefix| within_prefix(path, prefix))
     }
+}
+
+/// Whether `path` is `prefix` or below it, by whole segments.
+pub fn within_prefix(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    !prefix.is_empty()
+        && path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Resolves a presented key; `None` if unknown or revoked (key or partner).
@@ -316,6 +331,14 @@ mod tests {
         owner.path_prefixes = vec!["catalog/".into()];
         assert!(owner.allows("catalog/shoe.jpg"));
         assert!(!owner.allows("private/shoe.jpg"));
+        owner.path_prefixes = vec!["acme".into()];
+        assert!(owner.allows("acme/logo.png"));
+        assert!(owner.allows("acme"));
+        assert!(!owner.allows("acme-internal/payroll.pdf"));
+        assert!(!owner.allows("acmeX"));
+        owner.path_prefixes = vec!["brands/acme".into()];
+        assert!(owner.allows("brands/acme/a/b.jpg"));
+        assert!(!owner.allows("brands/acme2/a.jpg"));
     }
 
     #[test]

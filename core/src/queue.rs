@@ -23,6 +23,12 @@ use crate::job::JobKind;
 
 pub const MAX_PRIORITY: u8 = 10;
 
+/// The broker refused a message because its queue is at `x-max-length`
+/// (`KILN_QUEUE_MAX_LENGTH`): callers answer "overloaded", not "down".
+#[derive(Debug, thiserror::Error)]
+#[error("queue {0} is full")]
+pub struct QueueFull(pub String);
+
 /// Queue names for one job kind.
 #[derive(Clone, Debug)]
 pub struct Topology {
@@ -30,6 +36,7 @@ pub struct Topology {
     max_attempts: u32,
     expires: Option<Duration>,
     quorum: bool,
+    max_length: Option<u32>,
 }
 
 impl Topology {
@@ -39,6 +46,7 @@ impl Topology {
             max_attempts: cfg.max_attempts,
             expires: cfg.queue_expires,
             quorum: cfg.quorum_queues,
+            max_length: cfg.max_queue_length,
         }
     }
 
@@ -92,10 +100,34 @@ impl Topology {
                 AMQPValue::ShortShortUInt(MAX_PRIORITY),
             );
         }
+        // A bounded backlog: past it the broker refuses new jobs (publisher
+        // confirms come back negative) instead of letting one client's
+        // stream of misses grow the queue without end.
+        if let Some(max) = self.max_length {
+            work_args.insert(
+                "x-max-length".into(),
+                AMQPValue::LongLongInt(i64::from(max)),
+            );
+            work_args.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString(LongString::from("reject-publish")),
+            );
+        }
+        let work = self.work_queue(kind);
         channel
-            .queue_declare(self.work_queue(kind).into(), durable, work_args)
+            .queue_declare(work.as_str().into(), durable, work_args)
             .await
-            .context("declaring work queue")?;
+            .map_err(|err| {
+                let hint = if err.to_string().contains("PRECONDITION_FAILED") {
+                    format!(
+                        "; queue {work} exists with other arguments (queue type, \
+                         x-max-length): delete it or use a new KILN_QUEUE_PREFIX"
+                    )
+                } else {
+                    String::new()
+                };
+                anyhow::Error::new(err).context(format!("declaring work queue{hint}"))
+            })?;
         for attempt in 1..self.max_attempts {
             let mut args = self.base_args();
             args.insert(
@@ -221,7 +253,8 @@ impl Publisher {
                 .await
                 .context("waiting for publisher confirm")?;
             if !confirm.is_ack() {
-                bail!("broker refused the message");
+                // With reject-publish, a nack means the queue is full.
+                return Err(anyhow::Error::new(QueueFull(queue.to_owned())));
             }
             if confirm.take_message().is_some() {
                 bail!("message to {queue} was unroutable");

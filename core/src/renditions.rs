@@ -25,6 +25,8 @@ pub struct Rendition {
     pub status: Status,
     /// Seconds since the row was (re)queued.
     pub queued_for_secs: f64,
+    /// Seconds since the rendition finished (0 while pending).
+    pub finished_for_secs: f64,
 }
 
 /// What a new rendition row records.
@@ -56,19 +58,45 @@ fn from_row(row: &sqlx::postgres::PgRow) -> Result<Rendition, sqlx::Error> {
         object_key: row.try_get("object_key")?,
         status,
         queued_for_secs: row.try_get("queued_for_secs")?,
+        finished_for_secs: row.try_get("finished_for_secs")?,
     })
 }
 
 pub async fn find(pool: &PgPool, cache_key: &str) -> Result<Option<Rendition>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT cache_key, object_key, status, error_status, error_message, \
-         EXTRACT(EPOCH FROM now() - queued_at)::float8 AS queued_for_secs \
+         EXTRACT(EPOCH FROM now() - queued_at)::float8 AS queued_for_secs, \
+         COALESCE(EXTRACT(EPOCH FROM now() - finished_at), 0)::float8 AS finished_for_secs \
          FROM renditions WHERE cache_key = $1",
     )
     .bind(cache_key)
     .fetch_optional(pool)
     .await?;
     row.as_ref().map(from_row).transpose()
+}
+
+/// Marks a pending rendition as begun by a worker for job attempt
+/// `attempt`, and returns how many deliveries of that attempt were begun
+/// before without being settled (each one's worker died mid-job). `None`:
+/// the rendition is not pending (finished, or its claim released).
+/// Retries carry the next attempt number, so only crashes (and the rare
+/// redelivery after a lost broker connection) count.
+pub async fn begin_render(
+    pool: &PgPool,
+    cache_key: &str,
+    attempt: u32,
+) -> Result<Option<u32>, sqlx::Error> {
+    let crashes: Option<i32> = sqlx::query_scalar(
+        "UPDATE renditions SET \
+           crashes = crashes + CASE WHEN render_attempt = $2 THEN 1 ELSE 0 END, \
+           render_attempt = $2 \
+         WHERE cache_key = $1 AND status = 'pending' RETURNING crashes",
+    )
+    .bind(cache_key)
+    .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
+    .fetch_optional(pool)
+    .await?;
+    Ok(crashes.map(|c| c.max(0) as u32))
 }
 
 /// Inserts a pending row. `true` means this caller won the claim and must queue the job.
@@ -182,6 +210,15 @@ pub async fn insert_failed(
     .bind(message)
     .execute(pool)
     .await?;
+    Ok(())
+}
+
+/// Deletes a failed row, so the next request claims and renders it afresh.
+pub async fn forget_failed(pool: &PgPool, cache_key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM renditions WHERE cache_key = $1 AND status = 'failed'")
+        .bind(cache_key)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 

@@ -29,6 +29,19 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// What a card URL's signature covers: `card:{template}/{id}.{ext}[?query]`.
+/// The prefix keeps card and image signatures apart: an image payload
+/// starts with its option list, which never begins with `card:`.
+pub fn card_payload(signed_path: &str, query: Option<&str>) -> String {
+    match query {
+        Some(q) if !q.is_empty() => format!("{CARD_DOMAIN}{signed_path}?{q}"),
+        _ => format!("{CARD_DOMAIN}{signed_path}"),
+    }
+}
+
+/// The domain prefix of card signatures.
+pub const CARD_DOMAIN: &str = "card:";
+
 /// How a request's signature segment was judged.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -120,6 +133,18 @@ mod tests {
         assert_eq!(cfg.verify(&sig[..15], "fit/a.png"), Verdict::Invalid);
         let full = sign(b"key-0123456789abcdef", "fit/a.png", 43);
         assert_eq!(cfg.verify(&full, "fit/a.png"), Verdict::Invalid);
+    }
+
+    #[test]
+    fn card_and_image_signatures_cover_different_payloads() {
+        let cfg = config(&["key-0123456789abcdef"], 43);
+        // A template named like an option list, an id like a source.
+        let card = card_payload("300x200/cat.jpg", None);
+        assert_eq!(card, "card:300x200/cat.jpg");
+        let card_sig = cfg.sign(&card).unwrap();
+        assert_eq!(cfg.verify(&card_sig, "300x200/cat.jpg"), Verdict::Invalid);
+        assert_eq!(card_payload("a/b.png", Some("t=1")), "card:a/b.png?t=1");
+        assert_eq!(card_payload("a/b.png", Some("")), "card:a/b.png");
     }
 
     #[test]

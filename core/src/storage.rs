@@ -167,15 +167,24 @@ impl Storage {
             .send()
             .await
             .map_err(|e| classify(e, "GET original"))?;
-        if out.content_length().unwrap_or(0).max(0) as u64 > max_bytes {
-            return Err(StorageError::Unavailable(anyhow::anyhow!(
-                "original grew past the byte limit"
-            )));
+        let too_large =
+            || StorageError::Unavailable(anyhow::anyhow!("original grew past the byte limit"));
+        let length = out.content_length().unwrap_or(0).max(0) as u64;
+        if length > max_bytes {
+            return Err(too_large());
         }
-        let body = out.body.collect().await.map_err(|e| {
+        // Read no further than the limit, whatever the length header said.
+        let mut body = out.body;
+        let mut bytes = bytes::BytesMut::with_capacity(length as usize);
+        while let Some(chunk) = body.try_next().await.map_err(|e| {
             StorageError::Unavailable(anyhow::Error::new(e).context("reading original body"))
-        })?;
-        Ok(body.into_bytes())
+        })? {
+            if (bytes.len() + chunk.len()) as u64 > max_bytes {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes.freeze())
     }
 
     pub async fn put_original(

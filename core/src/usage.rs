@@ -86,20 +86,26 @@ pub async fn report(
 
 /// The rows as CSV with a header line.
 pub fn to_csv(rows: &[UsageRow]) -> String {
-    let mut out = String::from("partner,kind,period,hits,bytes,errors,avg_ms\n");
+    // The csv crate quotes and escapes every field that needs it.
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let _ = writer.write_record([
+        "partner", "kind", "period", "hits", "bytes", "errors", "avg_ms",
+    ]);
     for r in rows {
-        out.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
-            r.partner,
-            r.kind,
-            r.period.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            r.hits,
-            r.bytes,
-            r.errors,
-            r.avg_ms
-        ));
+        let _ = writer.write_record([
+            r.partner.as_str(),
+            r.kind.as_str(),
+            &r.period.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            &r.hits.to_string(),
+            &r.bytes.to_string(),
+            &r.errors.to_string(),
+            &r.avg_ms.to_string(),
+        ]);
     }
-    out
+    writer
+        .into_inner()
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default()
 }
 
 /// Creates this month's and next month's `usage_minute` partitions if missing.
@@ -151,6 +157,25 @@ mod tests {
         assert_eq!(
             to_csv(&[row]),
             "partner,kind,period,hits,bytes,errors,avg_ms\nacme,original,2026-11-23T00:00:00Z,3,300,1,2\n"
+        );
+    }
+
+    #[test]
+    fn csv_fields_with_separators_are_quoted() {
+        let row = UsageRow {
+            partner: "a,b".into(),
+            kind: "say \"hi\"\nthere".into(),
+            period: parse_instant("2026-11-23").unwrap(),
+            hits: 1,
+            bytes: 0,
+            errors: 0,
+            avg_ms: 0,
+        };
+        let csv = to_csv(&[row]);
+        let line = csv.lines().skip(1).collect::<Vec<_>>().join("\n");
+        assert_eq!(
+            line,
+            "\"a,b\",\"say \"\"hi\"\"\nthere\",2026-11-23T00:00:00Z,1,0,0,0"
         );
     }
 }

@@ -152,7 +152,8 @@ garage_cli() { "$(garage_bin)" -c "$GARAGE_CONF" "$@"; }
 
 write_garage_config() {
   mkdir -p "$GARAGE_DIR/meta" "$GARAGE_DIR/data"
-  [ -f "$GARAGE_DIR/secrets.env" ] || cat >"$GARAGE_DIR/secrets.env" <<EOT
+  # Secrets are created private, never readable for a moment before a chmod.
+  [ -f "$GARAGE_DIR/secrets.env" ] || (umask 077 && cat >"$GARAGE_DIR/secrets.env") <<EOT
 GARAGE_RPC_SECRET=$(random_hex 32)
 GARAGE_ADMIN_TOKEN=$(random_hex 32)
 KILN_S3_ACCESS_KEY_ID=GK$(random_hex 12)
@@ -161,7 +162,7 @@ EOT
   chmod 600 "$GARAGE_DIR/secrets.env"
   # shellcheck disable=SC1091
   . "$GARAGE_DIR/secrets.env"
-  cat >"$GARAGE_CONF" <<EOT
+  (umask 077 && cat >"$GARAGE_CONF") <<EOT
 metadata_dir = "$GARAGE_DIR/meta"
 data_dir = "$GARAGE_DIR/data"
 db_engine = "sqlite"
@@ -283,7 +284,7 @@ write_local_env() {
   [ -n "$nginx_secret" ] || nginx_secret="$(random_hex 16)"
   [ -n "$captcha_salt" ] || captcha_salt="$(random_hex 32)"
   [ -n "$admin_key" ] || admin_key="$(random_hex 24)"
-  cat >"$KILN_ENV.tmp" <<EOT
+  (umask 077 && cat >"$KILN_ENV.tmp") <<EOT
 # Written by deploy/local/up.sh; read by kiln, kiln-api and kiln-worker.
 # Variables set in the environment take precedence over this file.
 KILN_DATABASE_URL=$KILN_DATABASE_URL

@@ -30,12 +30,14 @@ fn config(mode: KeyMode) -> CaptchaConfig {
         slot_digits: 1,
         width: 200,
         height: 70,
+        issue_ttl: std::time::Duration::from_secs(300),
     }
 }
 
-/// The code behind `key` in `slot`.
+/// The code behind `key` in `slot` (as served: the pool slot and its lease).
 pub(crate) fn solve(mode: KeyMode, slot: &str, key: &str) -> String {
     let config = config(mode);
+    let slot = slot.split('-').next().unwrap_or(slot);
     let letters = &config.alphabet;
     let n = letters.len();
     for i in 0..n.pow(4) {
@@ -93,17 +95,20 @@ pub(crate) async fn verify(
     Ok(body["ok"].as_bool().unwrap_or(false))
 }
 
+/// Slots holding a captcha: ready, or issued to a client (an api leases a
+/// few ahead of its requests).
 async fn ready_slots(env: &TestEnv) -> anyhow::Result<i64> {
     use sqlx::Row as _;
     let mut db = env.db().await?;
-    let row = sqlx::query("SELECT count(*) AS n FROM captcha_slots WHERE state = 'ready'")
-        .fetch_one(&mut db)
-        .await?;
+    let row =
+        sqlx::query("SELECT count(*) AS n FROM captcha_slots WHERE state IN ('ready', 'issued')")
+            .fetch_one(&mut db)
+            .await?;
     Ok(row.try_get("n")?)
 }
 
-/// Ready slots once the workers have refilled the pool (all 16), or as many
-/// as there are after 10 s.
+/// Slots holding a captcha once the workers have refilled the pool (all
+/// 16), or as many as there are after 10 s.
 pub(crate) async fn ready_slots_after_refill(env: &TestEnv) -> anyhow::Result<i64> {
     let mut ready = 0;
     for _ in 0..100 {

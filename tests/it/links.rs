@@ -162,7 +162,9 @@ async fn only_admins_create_links_and_bad_requests_say_why() -> anyhow::Result<(
 
     let anonymous = client.post(api.url("/v1/links")).json(&body).send().await?;
     assert_eq!(anonymous.status(), 401);
-    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
+    assert!(anonymous.headers()["www-authenticate"]
+        .to_str()?
+        .starts_with("Bearer"));
     let wrong = client
         .post(api.url("/v1/links"))
         .bearer_auth("not-the-admin-key-at-all")

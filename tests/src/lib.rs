@@ -28,10 +28,10 @@ pub const SIGNING_KEY: &str = "e2e-signing-key-0123456789abcdef";
 pub const NGINX_EXPRESSION: &str = "$uri e2e-nginx-secret";
 
 /// The admin bearer key of every test api.
-pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef0123";
 
 /// The captcha salt every test api and worker shares.
-pub const CAPTCHA_SALT: &str = "test-captcha-salt-0123456789";
+pub const CAPTCHA_SALT: &str = "test-captcha-salt-0123456789abcdef";
 
 /// The repository's `templates/` directory.
 pub fn repo_templates() -> PathBuf {
@@ -261,9 +261,14 @@ impl TestEnv {
             signature_len: kiln_core::signing::FULL_SIGNATURE_LEN,
             allow_unsafe: false,
         };
+        let (path, query) = match payload.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (payload, None),
+        };
+        let signed = kiln_core::signing::card_payload(path, query);
         format!(
             "/card/{}/{payload}",
-            signing.sign(payload).unwrap_or_default()
+            signing.sign(&signed).unwrap_or_default()
         )
     }
 

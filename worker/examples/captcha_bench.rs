@@ -15,13 +15,14 @@ use kiln_worker::captcha::{generate, Fonts};
 
 fn config() -> CaptchaConfig {
     CaptchaConfig {
-        salt: b"bench-salt-0123456789".to_vec(),
+        salt: b"bench-salt-0123456789abcdef0123456789".to_vec(),
         key_mode: KeyMode::Hmac,
         length: 6,
         alphabet: DEFAULT_ALPHABET.chars().collect(),
         slot_digits: 3,
         width: 200,
         height: 70,
+        issue_ttl: std::time::Duration::from_secs(300),
     }
 }
 

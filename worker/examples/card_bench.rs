@@ -58,17 +58,14 @@ fn page(
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    let html = kiln_worker::card_html::render(&template, id, &params)?;
+    let html = kiln_worker::card_html::render(&template, id, &params, &Default::default())?;
     Ok((template, html))
 }
 
 fn pool_config(browsers: usize) -> PoolConfig {
     PoolConfig {
-        executable: std::env::var("KILN_CHROMIUM")
-            .unwrap_or_else(|_| "/usr/bin/chromium".into())
-            .into(),
+        launch: kiln_worker::chromium::Launch::local(),
         browsers,
-        launch_timeout: Duration::from_secs(20),
         recycle_renders: u32::MAX,
         recycle_age: Duration::from_secs(24 * 3600),
         max_timeouts: 3,

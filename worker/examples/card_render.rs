@@ -29,13 +29,10 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    let html = kiln_worker::card_html::render(&template, id, &params)?;
+    let html = kiln_worker::card_html::render(&template, id, &params, &Default::default())?;
     let pool = BrowserPool::start(PoolConfig {
-        executable: std::env::var("KILN_CHROMIUM")
-            .unwrap_or_else(|_| "/usr/bin/chromium".into())
-            .into(),
+        launch: kiln_worker::chromium::Launch::local(),
         browsers: 1,
-        launch_timeout: Duration::from_secs(20),
         recycle_renders: 1000,
         recycle_age: Duration::from_secs(3600),
         max_timeouts: 2,

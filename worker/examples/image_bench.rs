@@ -18,7 +18,7 @@ use image::{ImageEncoder, RgbImage, RgbaImage};
 
 use kiln_core::config::SourceLimits;
 use kiln_core::options::ImageOptions;
-use kiln_worker::render::{render, Settings};
+use kiln_worker::render::{render_alone as render, Settings};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,6 +33,7 @@ fn main() -> anyhow::Result<()> {
                     .ok()
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(8),
+                render_timeout: std::time::Duration::from_secs(600),
             };
             let out_bytes = render(&source, &options, &settings)
                 .map_err(|e| anyhow::anyhow!("{e}"))?

@@ -2,12 +2,16 @@
 //! auto-escaping (the template is named `*.html`), so a parameter can never
 //! add markup. Variables: `id`, `idparts` (the id pattern's named groups) and
 //! `params` (declared parameters; `original`-kind ones as same-origin URLs).
+//!
+//! An original's URL carries its ETag (`?v=`): pages are reused for many
+//! cards and the browser keeps what it loaded, so a replaced avatar gets a
+//! new URL and can never be drawn from the old bytes.
 
 use std::collections::BTreeMap;
 
 use kiln_core::cards::{CardTemplate, ParamKind};
 use minijinja::Environment;
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
 
 use crate::chromium::intercept::ORIGINALS_PATH;
 
@@ -26,10 +30,12 @@ const PATH: &AsciiSet = &CONTROLS
     .add(b'\'')
     .add(b'\\');
 
+/// `versions`: the ETag of each original the card embeds, by key.
 pub fn render(
     template: &CardTemplate,
     id: &str,
     params: &BTreeMap<String, String>,
+    versions: &BTreeMap<String, String>,
 ) -> Result<String, minijinja::Error> {
     let mut env = Environment::new();
     env.add_template("card.html", &template.html)?;
@@ -54,7 +60,14 @@ pub fn render(
                 ParamKind::Text => (name.as_str(), value.clone()),
                 ParamKind::Original => (
                     name.as_str(),
-                    format!("/{ORIGINALS_PATH}{}", utf8_percent_encode(value, PATH)),
+                    format!(
+                        "/{ORIGINALS_PATH}{}?v={}",
+                        utf8_percent_encode(value, PATH),
+                        utf8_percent_encode(
+                            versions.get(value).map_or("", String::as_str),
+                            NON_ALPHANUMERIC
+                        )
+                    ),
                 ),
             })
         })
@@ -86,7 +99,7 @@ mod tests {
             "<script>alert(1)</script><img src=x onerror=alert(2)>".to_owned(),
         );
         params.insert("author".to_owned(), "\"Ada\" & <b>Co</b>".to_owned());
-        let html = render(article, "hello-world", &params).unwrap();
+        let html = render(article, "hello-world", &params, &BTreeMap::new()).unwrap();
         assert!(!html.contains("<script>alert"), "{html}");
         assert!(!html.contains("<img src=x"), "{html}");
         assert!(
@@ -123,8 +136,8 @@ mod tests {
             params.insert("author".into(), author);
             params.insert("tag".into(), tag);
             params.insert("avatar".into(), avatar);
-            let baseline = render(article, "x", &plain).unwrap();
-            let html = render(article, "x", &params).unwrap();
+            let baseline = render(article, "x", &plain, &BTreeMap::new()).unwrap();
+            let html = render(article, "x", &params, &BTreeMap::new()).unwrap();
             for c in ['<', '>', '"', '\''] {
                 proptest::prop_assert_eq!(html.matches(c).count(), baseline.matches(c).count(), "{:?}", c);
             }
@@ -135,7 +148,7 @@ mod tests {
     fn id_groups_and_originals_reach_the_template() {
         let t = templates();
         let stats = t.get("stats").expect("stats template");
-        let html = render(stats, "12-34-10", &BTreeMap::new()).unwrap();
+        let html = render(stats, "12-34-10", &BTreeMap::new(), &BTreeMap::new()).unwrap();
         assert!(
             html.contains(">12<") && html.contains(">34<") && html.contains(">10<"),
             "{html}"
@@ -145,11 +158,20 @@ mod tests {
         let mut params = BTreeMap::new();
         params.insert("title".to_owned(), "T".to_owned());
         params.insert("avatar".to_owned(), "people/ada lovelace.png".to_owned());
-        let html = render(article, "x", &params).unwrap();
+        let mut versions = BTreeMap::new();
+        versions.insert("people/ada lovelace.png".to_owned(), "\"e1\"".to_owned());
+        let html = render(article, "x", &params, &versions).unwrap();
         // Attribute values are entity-escaped too; the browser reads `/` back.
         assert!(
-            html.contains("src=\"&#x2f;_originals&#x2f;people&#x2f;ada%20lovelace.png\""),
+            html.contains(
+                "src=\"&#x2f;_originals&#x2f;people&#x2f;ada%20lovelace.png?v=%22e1%22\""
+            ),
             "{html}"
         );
+        // A replaced original is another URL.
+        versions.insert("people/ada lovelace.png".to_owned(), "\"e2\"".to_owned());
+        assert!(render(article, "x", &params, &versions)
+            .unwrap()
+            .contains("ada%20lovelace.png?v=%22e2%22"));
     }
 }

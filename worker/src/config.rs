@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use kiln_core::job::JobKind;
 
-use crate::chromium::PoolConfig;
+use crate::chromium::{Launch, PoolConfig, Sandbox};
 use kiln_core::captcha::CaptchaConfig;
 use kiln_core::config::{
     millis_or, parse_or, var_or, AmqpConfig, DbConfig, S3Config, SourceLimits,
@@ -35,6 +35,12 @@ pub struct WorkerConfig {
     /// Images rendered in parallel (CPU-bound work on the blocking pool).
     pub concurrency: usize,
     pub job_timeout: Duration,
+    /// Bytes of originals held at once by deliveries waiting to render
+    /// (`KILN_WORKER_FETCH_BUDGET_BYTES`, default 256 MiB).
+    pub fetch_budget_bytes: u64,
+    /// Deliveries of one job that may die with their worker before the
+    /// rendition is failed (`KILN_MAX_RENDER_CRASHES`, default 3).
+    pub max_crashes: u32,
     /// Health and metrics listener.
     pub listen: SocketAddr,
     pub render: crate::render::Settings,
@@ -92,9 +98,20 @@ impl WorkerConfig {
         let cards = CardSettings {
             templates_dir: var_or("KILN_TEMPLATES_DIR", "templates").into(),
             pool: PoolConfig {
-                executable: var_or("KILN_CHROMIUM", "/usr/bin/chromium").into(),
+                launch: Launch {
+                    executable: var_or("KILN_CHROMIUM", "/usr/bin/chromium").into(),
+                    timeout: millis_or("KILN_CHROMIUM_LAUNCH_TIMEOUT_MS", 20_000)?,
+                    sandbox: {
+                        let value = var_or("KILN_CHROMIUM_SANDBOX", "auto");
+                        Sandbox::parse(&value).with_context(|| {
+                            format!(
+                                "KILN_CHROMIUM_SANDBOX={value:?}: expected auto, required or off"
+                            )
+                        })?
+                    },
+                    user: var_or("KILN_CHROMIUM_USER", "nobody"),
+                },
                 browsers,
-                launch_timeout: millis_or("KILN_CHROMIUM_LAUNCH_TIMEOUT_MS", 20_000)?,
                 recycle_renders: parse_or("KILN_CARD_RECYCLE_RENDERS", 2000)?,
                 recycle_age: Duration::from_secs(
                     60 * parse_or("KILN_CARD_RECYCLE_MINUTES", 30u64)?,
@@ -104,16 +121,33 @@ impl WorkerConfig {
             render_timeout: millis_or("KILN_CARD_RENDER_TIMEOUT_MS", 3000)?,
             jpeg_quality,
         };
+        let limits = SourceLimits::from_env()?;
+        let job_timeout = millis_or("KILN_JOB_TIMEOUT_MS", 60_000)?;
+        let render_timeout = millis_or("KILN_RENDER_TIMEOUT_MS", 30_000)?;
+        if render_timeout.is_zero() || render_timeout >= job_timeout {
+            bail!("KILN_RENDER_TIMEOUT_MS must be above 0 and below KILN_JOB_TIMEOUT_MS");
+        }
+        let fetch_budget_bytes: u64 = parse_or("KILN_WORKER_FETCH_BUDGET_BYTES", 256 << 20)?;
+        if fetch_budget_bytes < limits.max_bytes || fetch_budget_bytes > 4 << 40 {
+            bail!("KILN_WORKER_FETCH_BUDGET_BYTES must be at least KILN_MAX_SOURCE_BYTES ({}) and at most 4 TiB", limits.max_bytes);
+        }
+        let max_crashes: u32 = parse_or("KILN_MAX_RENDER_CRASHES", 3)?;
+        if max_crashes == 0 {
+            bail!("KILN_MAX_RENDER_CRASHES must be at least 1");
+        }
         Ok(Self {
             prefetch,
             concurrency,
-            job_timeout: millis_or("KILN_JOB_TIMEOUT_MS", 60_000)?,
+            job_timeout,
+            fetch_budget_bytes,
+            max_crashes,
             listen: listen
                 .parse()
                 .with_context(|| format!("KILN_WORKER_LISTEN={listen:?} is not an address:port"))?,
             render: crate::render::Settings {
-                limits: SourceLimits::from_env()?,
+                limits,
                 avif_speed,
+                render_timeout,
             },
             captcha: if kinds.contains(&JobKind::Captcha) {
                 Some(CaptchaConfig::from_env()?)

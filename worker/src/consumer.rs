@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures_util::StreamExt as _;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::{FutureExt as _, StreamExt as _};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -126,14 +128,24 @@ impl<H: JobHandler> Consumer<H> {
             resumed: delivery.redelivered || *H::attempt(&mut job) > 1,
             lane: Lane::of_priority(delivery.properties.priority().unwrap_or(0)),
         };
-        let outcome =
-            match tokio::time::timeout(self.job_timeout, self.handler.run(&job, delivered)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(JobError::Transient(anyhow::anyhow!(
-                    "job timed out after {:?}",
-                    self.job_timeout
-                ))),
-            };
+        // A handler that panics fails its job for good (it would panic
+        // again): it is recorded and acked, never left unacked to come back.
+        let run = AssertUnwindSafe(self.handler.run(&job, delivered)).catch_unwind();
+        let outcome = match tokio::time::timeout(self.job_timeout, run).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_panic)) => {
+                tracing::error!(cache_key = %H::cache_key(&job), "job handler panicked");
+                metrics::counter!(m::JOBS, "kind" => kind, "outcome" => "panicked").increment(1);
+                Err(JobError::Permanent {
+                    http_status: 422,
+                    message: "source image could not be processed".into(),
+                })
+            }
+            Err(_) => Err(JobError::Transient(anyhow::anyhow!(
+                "job timed out after {:?}",
+                self.job_timeout
+            ))),
+        };
         let settled = match outcome {
             Ok(()) => {
                 metrics::counter!(m::JOBS, "kind" => kind, "outcome" => "ok").increment(1);

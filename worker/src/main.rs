@@ -90,6 +90,12 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
                 storage: storage.clone(),
                 render: config.render,
                 pool: pool.clone(),
+                fetch_budget: Arc::new(tokio::sync::Semaphore::new(
+                    config.fetch_budget_bytes.div_ceil(1024) as usize,
+                )),
+                fetch_budget_kib: u32::try_from(config.fetch_budget_bytes.div_ceil(1024))
+                    .unwrap_or(u32::MAX),
+                max_crashes: config.max_crashes,
             }),
         });
         consumers.spawn(consumer.run(cancel.clone()));
@@ -148,6 +154,7 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
                 encoders: pool.clone(),
                 render_timeout: cards.render_timeout,
                 jpeg_quality: cards.jpeg_quality,
+                max_crashes: config.max_crashes,
             }),
         });
         consumers.spawn(consumer.run(cancel.clone()));

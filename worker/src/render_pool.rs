@@ -8,6 +8,11 @@
 //! deliveries than they have threads so fetches and uploads overlap renders;
 //! the lanes keep a visitor's render from queueing behind bulk renders the
 //! worker already holds.
+//!
+//! A thread cannot be killed, so a task whose caller gave up (its job timed
+//! out) is not left running unchecked: a queued one is dropped when a thread
+//! reaches it, and a running one sees [`Abandoned::is_abandoned`] at its
+//! next checkpoint. There are never more busy threads than the pool has.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -17,6 +22,22 @@ use std::thread::JoinHandle;
 use anyhow::{anyhow, Context as _};
 
 type Task = Box<dyn FnOnce() + Send>;
+
+/// Tells a running task whether its caller is still waiting for it.
+pub struct Abandoned<'a> {
+    check: &'a dyn Fn() -> bool,
+}
+
+impl Abandoned<'_> {
+    pub fn is_abandoned(&self) -> bool {
+        (self.check)()
+    }
+
+    /// For work run outside the pool (tests, benches): never abandoned.
+    pub fn never() -> Abandoned<'static> {
+        Abandoned { check: &|| false }
+    }
+}
 
 /// Which queue a render waits in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +97,7 @@ impl RenderPool {
     pub async fn run<R, F>(&self, f: F) -> anyhow::Result<R>
     where
         R: Send + 'static,
-        F: FnOnce() -> R + Send + 'static,
+        F: FnOnce(&Abandoned<'_>) -> R + Send + 'static,
     {
         self.run_in(Lane::OnDemand, f).await
     }
@@ -87,11 +108,19 @@ impl RenderPool {
     pub async fn run_in<R, F>(&self, lane: Lane, f: F) -> anyhow::Result<R>
     where
         R: Send + 'static,
-        F: FnOnce() -> R + Send + 'static,
+        F: FnOnce(&Abandoned<'_>) -> R + Send + 'static,
     {
         let (done, result) = tokio::sync::oneshot::channel();
         let task: Task = Box::new(move || {
-            let _ = done.send(catch_unwind(AssertUnwindSafe(f)));
+            if done.is_closed() {
+                // Nobody waits for it any more: the thread goes to the next task.
+                return;
+            }
+            let abandoned = Abandoned {
+                check: &|| done.is_closed(),
+            };
+            let outcome = catch_unwind(AssertUnwindSafe(|| f(&abandoned)));
+            let _ = done.send(outcome);
         });
         {
             let mut queues = self
@@ -166,21 +195,21 @@ mod tests {
     async fn runs_work_on_named_threads_and_survives_panics() {
         let pool = RenderPool::new(2).unwrap();
         let name = pool
-            .run(|| std::thread::current().name().map(str::to_owned))
+            .run(|_| std::thread::current().name().map(str::to_owned))
             .await
             .unwrap();
         assert!(name.unwrap().starts_with("kiln-render-"));
-        let panicked = pool.run(|| -> u32 { panic!("bad image") }).await;
+        let panicked = pool.run(|_| -> u32 { panic!("bad image") }).await;
         assert!(panicked.is_err());
         // Both threads are still there to take work.
-        let sum: u32 = futures_util::future::join_all((0..4).map(|i| pool.run(move || i)))
+        let sum: u32 = futures_util::future::join_all((0..4).map(|i| pool.run(move |_| i)))
             .await
             .into_iter()
             .map(Result::unwrap)
             .sum();
         assert_eq!(sum, 6);
         pool.shutdown();
-        assert!(pool.run(|| 1).await.is_err());
+        assert!(pool.run(|_| 1).await.is_err());
     }
 
     #[tokio::test]
@@ -192,7 +221,7 @@ mod tests {
         let blocker = {
             let pool = pool.clone();
             tokio::spawn(async move {
-                pool.run(move || {
+                pool.run(move |_| {
                     let _ = gate.recv();
                 })
                 .await
@@ -207,7 +236,7 @@ mod tests {
         ] {
             let (pool, order) = (pool.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
-                pool.run_in(lane, move || order.lock().unwrap().push(name))
+                pool.run_in(lane, move |_| order.lock().unwrap().push(name))
                     .await
             }));
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -218,6 +247,41 @@ mod tests {
             task.await.unwrap().unwrap();
         }
         assert_eq!(*order.lock().unwrap(), ["visitor", "bulk-1", "bulk-2"]);
+        pool.shutdown();
+    }
+
+    #[tokio::test]
+    async fn abandoned_work_is_skipped_or_told_to_stop() {
+        let pool = Arc::new(RenderPool::new(1).unwrap());
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let (saw_abandoned, seen) = std::sync::mpsc::channel::<bool>();
+        // A running task whose caller gives up sees it at its next checkpoint.
+        let running = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                pool.run(move |abandoned| {
+                    let _ = gate.recv();
+                    let _ = saw_abandoned.send(abandoned.is_abandoned());
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // A queued task whose caller gives up never runs.
+        let ran = Arc::new(Mutex::new(false));
+        let queued = {
+            let (pool, ran) = (pool.clone(), ran.clone());
+            tokio::spawn(async move { pool.run(move |_| *ran.lock().unwrap() = true).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        running.abort();
+        queued.abort();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        release.send(()).unwrap();
+        assert!(seen.recv().unwrap(), "the running task was told");
+        // The thread is free again, and the queued task was dropped.
+        assert_eq!(pool.run(|_| 7).await.unwrap(), 7);
+        assert!(!*ran.lock().unwrap());
         pool.shutdown();
     }
 }

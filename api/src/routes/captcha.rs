@@ -6,24 +6,29 @@
 //! POST /captcha/verify     {"slot","key","code"} → {"ok":true|false}
 //! GET  /download?filename=&key=&code=&slot=   302 to the file, or 403
 //! ```
-//! Serving reads a ready slot and never waits on generation: an exhausted pool
-//! answers 503 with `Retry-After`. Verifying consumes the slot whatever the
-//! code (one attempt per captcha) in one conditional UPDATE, and queues the
-//! slot's regeneration.
+//! Serving issues a captcha to one client only (leased from the pool, see
+//! `captcha_issuer`) and never waits on generation: an exhausted pool
+//! answers 503 with `Retry-After`. The `slot` a client gets carries the
+//! lease; verifying consumes the slot whatever the code (one attempt per
+//! captcha) in one conditional UPDATE that needs that lease, and queues the
+//! slot's regeneration. `HEAD` issues and consumes nothing.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use kiln_core::captcha_pool::{self, ReadyCaptcha};
+use kiln_core::captcha::CaptchaConfig;
+use kiln_core::captcha_pool::{self, LeasedCaptcha};
 use kiln_core::job::{now_ms, CaptchaJob, JobKind, PRIORITY_ON_DEMAND};
 use kiln_core::storage::StorageError;
 
+use crate::body::ApiJson;
+use crate::client_addr::{limit_key, ClientAddr};
 use crate::error::ApiError;
 use crate::metrics as m;
 use crate::rate_limit::RateLimiter;
@@ -38,24 +43,30 @@ struct CaptchaJson {
 
 pub async fn captcha_json(
     State(state): State<SharedState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Extension(ClientAddr(client)): Extension<ClientAddr>,
 ) -> Result<Response, ApiError> {
     let captcha = issue(&state, client).await?;
     Ok(no_store(
         Json(CaptchaJson {
             image: data_url(&captcha.image),
+            slot: CaptchaConfig::issued_slot(&captcha.slot, &captcha.lease),
             key: captcha.captcha_key,
-            slot: captcha.slot,
         })
         .into_response(),
     ))
 }
 
+/// `HEAD /captcha…`: a link checker learns the route works; nothing is issued.
+pub async fn head_ok() -> Response {
+    no_store(StatusCode::OK.into_response())
+}
+
 pub async fn captcha_fragment(
     State(state): State<SharedState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Extension(ClientAddr(client)): Extension<ClientAddr>,
 ) -> Result<Response, ApiError> {
     let captcha = issue(&state, client).await?;
+    let slot = CaptchaConfig::issued_slot(&captcha.slot, &captcha.lease);
     let (w, h) = (state.config.captcha.width, state.config.captcha.height);
     // Key and slot are base64url and hex: nothing to escape.
     let html = format!(
@@ -64,7 +75,7 @@ pub async fn captcha_fragment(
          <input type=\"hidden\" name=\"slot\" value=\"{}\">",
         data_url(&captcha.image),
         captcha.captcha_key,
-        captcha.slot
+        slot
     );
     Ok(no_store(Html(html).into_response()))
 }
@@ -83,8 +94,8 @@ struct Verdict {
 
 pub async fn verify(
     State(state): State<SharedState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    Json(answer): Json<Answer>,
+    Extension(ClientAddr(client)): Extension<ClientAddr>,
+    ApiJson(answer): ApiJson<Answer>,
 ) -> Result<Response, ApiError> {
     limit(&state.captcha_verify_limit, client)?;
     let ok = check_answer(&state, &answer).await?;
@@ -101,7 +112,7 @@ pub struct DownloadQuery {
 
 pub async fn download(
     State(state): State<SharedState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Extension(ClientAddr(client)): Extension<ClientAddr>,
     Query(query): Query<DownloadQuery>,
 ) -> Result<Response, ApiError> {
     limit(&state.captcha_verify_limit, client)?;
@@ -142,24 +153,48 @@ pub async fn download(
     ))
 }
 
-/// Consumes the slot if the key is its current captcha; true only if the
-/// code also matches. A replayed or unknown key consumes nothing.
+/// `HEAD /download`: whether the file exists; no captcha is checked or spent.
+pub async fn download_head(
+    State(state): State<SharedState>,
+    Query(query): Query<DownloadQuery>,
+) -> Result<Response, ApiError> {
+    let Some(filename) = query.filename.filter(|f| valid_filename(f)) else {
+        return Err(ApiError::BadRequest("expected a valid ?filename=".into()));
+    };
+    match state
+        .storage
+        .head_original(&format!("files/{filename}"))
+        .await
+    {
+        Ok(_) => Ok(no_store(StatusCode::OK.into_response())),
+        Err(StorageError::NotFound) => Err(ApiError::NotFound),
+        Err(err) => Err(ApiError::dependency(err, state.config.retry_after_secs)),
+    }
+}
+
+/// Consumes the slot if the key is its current captcha, issued under the
+/// lease the answer carries; true only if the code also matches. A replayed,
+/// unknown or expired answer, or one for a captcha issued to someone else,
+/// consumes nothing.
 async fn check_answer(state: &AppState, answer: &Answer) -> Result<bool, ApiError> {
     let config = &state.config.captcha;
-    if !config.is_slot(&answer.slot) || answer.key.is_empty() || answer.key.len() > 64 {
+    let issued = config.parse_issued(&answer.slot);
+    let Some((slot, lease)) = issued.filter(|_| !answer.key.is_empty() && answer.key.len() <= 64)
+    else {
         metrics::counter!(m::CAPTCHA_VERIFICATIONS, "outcome" => "stale").increment(1);
         return Ok(false);
-    }
+    };
     let retry_after = state.config.retry_after_secs;
-    let consumed = captcha_pool::consume(&state.db, &answer.slot, &answer.key)
+    let ttl = config.issue_ttl.as_secs_f64();
+    let consumed = captcha_pool::consume(&state.db, slot, lease, &answer.key, ttl)
         .await
         .map_err(|e| ApiError::dependency(e, retry_after))?;
     if !consumed {
         metrics::counter!(m::CAPTCHA_VERIFICATIONS, "outcome" => "stale").increment(1);
         return Ok(false);
     }
-    regenerate(state, &answer.slot).await;
-    let ok = config.matches(&answer.code, &answer.slot, &answer.key);
+    regenerate(state, slot).await;
+    let ok = config.matches(&answer.code, slot, &answer.key);
     let outcome = if ok { "passed" } else { "failed" };
     metrics::counter!(m::CAPTCHA_VERIFICATIONS, "outcome" => outcome).increment(1);
     Ok(ok)
@@ -184,12 +219,10 @@ async fn regenerate(state: &AppState, slot: &str) {
     }
 }
 
-async fn issue(state: &AppState, client: SocketAddr) -> Result<ReadyCaptcha, ApiError> {
+async fn issue(state: &AppState, client: IpAddr) -> Result<LeasedCaptcha, ApiError> {
     limit(&state.captcha_issue_limit, client)?;
-    let config = &state.config.captcha;
-    let from = config.slot_name(rand::random::<u32>() % config.slots());
     let retry_after = state.config.retry_after_secs;
-    match captcha_pool::ready_from(&state.db, &from).await {
+    match state.captchas.issue(&state.db, &state.config.captcha).await {
         Ok(Some(captcha)) => {
             metrics::counter!(m::CAPTCHAS_SERVED).increment(1);
             Ok(captcha)
@@ -202,9 +235,9 @@ async fn issue(state: &AppState, client: SocketAddr) -> Result<ReadyCaptcha, Api
     }
 }
 
-fn limit(limiter: &RateLimiter, client: SocketAddr) -> Result<(), ApiError> {
-    limiter.check(client.ip()).map_err(|wait| {
-        metrics::counter!(m::RATE_LIMITED, "what" => "captcha").increment(1);
+fn limit(limiter: &RateLimiter, client: IpAddr) -> Result<(), ApiError> {
+    limiter.check(limit_key(client)).map_err(|wait| {
+        metrics::counter!(m::RATE_LIMITED, "limit" => "captcha").increment(1);
         ApiError::RateLimited {
             retry_after: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
         }

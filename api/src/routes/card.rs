@@ -11,20 +11,23 @@
 //! 404, never the input reflected — and count `kiln_card_defaults_total`.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 
 use kiln_core::bulk::Planned;
 use kiln_core::cache_key::object_key;
 use kiln_core::cards::{CardSpec, CardTemplate, ParamKind};
 use kiln_core::job::{now_ms, CardJob, JobKind};
 use kiln_core::renditions::NewRendition;
-use kiln_core::signing::Verdict;
+use kiln_core::signing::{card_payload, Verdict};
 use kiln_core::source_key::SourceKey;
 
+use crate::client_addr::{limit_key, ClientAddr};
 use crate::error::ApiError;
 use crate::metrics as m;
 use crate::rendition::{deliver_if_known_ready, find_or_render, source_meta, Miss, Rendered};
@@ -60,8 +63,10 @@ pub(crate) fn split_card_path<'a>(prefix: &str, path: &'a str) -> Option<CardPat
     })
 }
 
-/// The payload a card signature covers: `{template}/{id}.{ext}[?query]`.
-pub fn signed_payload(signed_path: &str, query: Option<&str>) -> String {
+/// The payload card signatures covered before domain separation:
+/// `{template}/{id}.{ext}[?query]`, accepted only with
+/// `KILN_LEGACY_CARD_SIGNATURES=true`.
+fn legacy_payload(signed_path: &str, query: Option<&str>) -> String {
     match query {
         Some(q) if !q.is_empty() => format!("{signed_path}?{q}"),
         _ => signed_path.to_owned(),
@@ -80,8 +85,13 @@ pub(crate) fn authorised<'s>(
         .ok_or(ApiError::UnknownTemplate)?;
     match path.signature {
         Some(signature) => {
-            let payload = signed_payload(path.signed, query);
-            if state.config.signing.verify(signature, &payload) == Verdict::Invalid {
+            let signing = &state.config.signing;
+            let payload = card_payload(path.signed, query);
+            let valid = signing.verify(signature, &payload) != Verdict::Invalid
+                || (state.config.legacy_card_signatures
+                    && signing.verify(signature, &legacy_payload(path.signed, query))
+                        != Verdict::Invalid);
+            if !valid {
                 return Err(ApiError::BadSignature);
             }
         }
@@ -91,8 +101,13 @@ pub(crate) fn authorised<'s>(
     Ok(template)
 }
 
-pub async fn card(State(state): State<SharedState>, uri: Uri, headers: HeaderMap) -> Response {
-    match checked_card(&state, &uri, &headers).await {
+pub async fn card(
+    State(state): State<SharedState>,
+    Extension(ClientAddr(client)): Extension<ClientAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    match checked_card(&state, client, &uri, &headers).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
@@ -100,6 +115,7 @@ pub async fn card(State(state): State<SharedState>, uri: Uri, headers: HeaderMap
 
 async fn checked_card(
     state: &AppState,
+    client: IpAddr,
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -119,23 +135,24 @@ async fn checked_card(
     let Some(target) = card_target(state, template, &spec).await? else {
         return Ok(default_image(template, "param", true));
     };
-    if let Some(response) = deliver_if_known_ready(state, &target.cache_key, headers).await? {
+    if let Some(response) = deliver_if_known_ready(state, &target.cache_key, headers, None).await? {
         metrics::counter!(m::CACHE_HITS, "kind" => "card").increment(1);
         return Ok(response);
     }
+    // Anyone can make up a public id: each new one is a render, so a
+    // client's misses of unsigned URLs are rate-limited (hits are not).
+    if path.signature.is_none() && state.public_miss_limit.check(limit_key(client)).is_err() {
+        metrics::counter!(m::RATE_LIMITED, "limit" => "public_card_misses").increment(1);
+        return Ok(default_image(template, "rate_limited", false));
+    }
     let planned = planned_card(state, template, spec, target);
-    match find_or_render(state, &Miss::of(&planned), headers).await {
+    match find_or_render(state, &Miss::of(&planned), headers, None).await {
         Ok(Rendered::Delivered(response)) => Ok(response),
-        Ok(Rendered::Failed { http_status, .. }) => {
-            let reason = if http_status == 504 {
-                "timeout"
-            } else {
-                "render_failed"
-            };
-            Ok(default_image(template, reason, false))
-        }
+        Ok(Rendered::Failed { .. }) => Ok(default_image(template, "render_failed", false)),
         // Not rendered within the wait: still an image, but not one to keep.
         Err(ApiError::NotReadyYet { .. }) => Ok(default_image(template, "wait_timeout", false)),
+        // The queue is full or too many requests wait: the same.
+        Err(ApiError::Overloaded { .. }) => Ok(default_image(template, "overloaded", false)),
         Err(err) => Err(err),
     }
 }
@@ -333,9 +350,9 @@ mod tests {
     }
 
     #[test]
-    fn the_query_is_part_of_the_signed_payload() {
-        assert_eq!(signed_payload("a/b.png", Some("t=1")), "a/b.png?t=1");
-        assert_eq!(signed_payload("a/b.png", Some("")), "a/b.png");
-        assert_eq!(signed_payload("a/b.png", None), "a/b.png");
+    fn the_legacy_payload_is_the_path_and_query() {
+        assert_eq!(legacy_payload("a/b.png", Some("t=1")), "a/b.png?t=1");
+        assert_eq!(legacy_payload("a/b.png", Some("")), "a/b.png");
+        assert_eq!(legacy_payload("a/b.png", None), "a/b.png");
     }
 }

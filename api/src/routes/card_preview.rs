@@ -5,7 +5,9 @@
 //! rendered by the workers like any card, answered with the image itself and
 //! `Cache-Control: no-store`, and then its object and row are deleted: nothing
 //! is cached. A check that fails is explained with a 4xx instead of being
-//! covered by the default image; no signature is asked for.
+//! covered by the default image. It takes the admin key (bearer, or as the
+//! password of HTTP Basic so a browser can ask for it): a preview can embed
+//! any original, a partner's unwatermarked ones too.
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode, Uri};
@@ -51,15 +53,17 @@ async fn checked_preview(state: &AppState, uri: &Uri) -> Result<Response, ApiErr
     let answer = match rendered {
         Ok(row) => match row.status {
             Status::Ready => fetch(state, &object_key, content_type).await,
-            Status::Failed {
-                http_status: 504,
-                message,
-            } => Ok((StatusCode::GATEWAY_TIMEOUT, format!("{message}\n")).into_response()),
             Status::Failed { message, .. } => Err(ApiError::Unprocessable(message)),
             Status::Pending => Err(ApiError::NotReadyYet {
                 retry_after: state.config.retry_after_secs,
             }),
         },
+        // Renders that time out are retried by the workers; a preview says so.
+        Err(ApiError::NotReadyYet { .. }) => Ok((
+            StatusCode::GATEWAY_TIMEOUT,
+            "the card did not render within the wait (a slow or looping template?)\n",
+        )
+            .into_response()),
         Err(err) => Err(err),
     };
     forget(state, cache_key, object_key);

@@ -1,5 +1,7 @@
 //! `/healthz` (the process is up), `/readyz` (Postgres, RabbitMQ and S3 are
 //! reachable; 503 otherwise) and `/metrics` (Prometheus text format).
+//! Readiness costs a query and two round trips, so its answer is reused for
+//! a second: a flood of `/readyz` costs the dependencies one check a second.
 
 use std::time::Duration;
 
@@ -22,12 +24,44 @@ async fn bounded<F: std::future::Future<Output = bool>>(check: F) -> bool {
         .unwrap_or(false)
 }
 
-pub async fn readyz(State(state): State<SharedState>) -> Response {
+/// What each dependency answered.
+#[derive(Clone, Copy, Debug)]
+pub struct Readiness {
+    postgres: bool,
+    rabbitmq: bool,
+    s3: bool,
+}
+
+const READINESS_REUSE: Duration = Duration::from_secs(1);
+
+async fn readiness(state: &SharedState) -> Readiness {
+    // One check at a time; everyone else waits for it and shares the answer.
+    let mut cached = state.readiness.lock().await;
+    if let Some((at, readiness)) = *cached {
+        if at.elapsed() < READINESS_REUSE {
+            return readiness;
+        }
+    }
     let (postgres, rabbitmq, s3) = tokio::join!(
         bounded(async { sqlx::query("SELECT 1").execute(&state.db).await.is_ok() }),
         bounded(state.publisher.is_connected()),
         bounded(async { state.storage.check().await.is_ok() }),
     );
+    let readiness = Readiness {
+        postgres,
+        rabbitmq,
+        s3,
+    };
+    *cached = Some((std::time::Instant::now(), readiness));
+    readiness
+}
+
+pub async fn readyz(State(state): State<SharedState>) -> Response {
+    let Readiness {
+        postgres,
+        rabbitmq,
+        s3,
+    } = readiness(&state).await;
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
     let body = serde_json::json!({
         "postgres": word(postgres),

@@ -10,22 +10,31 @@
 //! Items are checked like the URLs they stand for (a `url` item's signature
 //! too); one invalid item refuses the job with 400 and every reason, nothing
 //! stored. An item whose original is missing or too large is kept as failed.
-//! A partner's key must reach every image item's source by its prefixes.
+//! A partner's key must reach every original an item names by its prefixes:
+//! an image's source and a card's `original` parameters alike.
+//!
+//! The caller is known before the body is read (the route's auth layer).
+//! The body is parsed straight into a bounded list of raw items (at most
+//! [`PARSE_MAX_ITEMS`], each at most [`MAX_ITEM_BYTES`]), then each item into
+//! its typed form: no untyped JSON tree is ever built. A partner's items are
+//! metered one by one (kind `job_item`) and held to its monthly quota and to
+//! `KILN_BULK_MAX_PENDING_PER_PARTNER` items waiting at once.
 
 use std::collections::BTreeMap;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{FromRequest as _, Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures_util::StreamExt as _;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
+use crate::body::{require_json, BodyBytes};
 use crate::partner_access::PartnerKey;
 use kiln_core::bulk::{self, Planned, PlannedItem};
-use kiln_core::cards::CardSpec;
+use kiln_core::cards::{CardSpec, CardTemplate, ParamKind};
 use kiln_core::options::ImageOptions;
 use kiln_core::source_key::SourceKey;
 
@@ -34,7 +43,6 @@ use crate::error::ApiError;
 use crate::rendition::{plan_image, too_large};
 use crate::routes::card::{authorised, plan_card, split_card_path};
 use crate::routes::img::checked_request;
-use crate::routes::partners::json_body;
 use crate::state::{AppState, SharedState};
 
 /// Items planned at once (each may HEAD its original).
@@ -42,10 +50,47 @@ const PLANNING_CONCURRENCY: usize = 16;
 /// Invalid items listed in a 400 answer, at most.
 const ERRORS_LISTED: usize = 50;
 
+/// Items the parser accepts before it stops reading (the configured limit,
+/// `KILN_BULK_MAX_ITEMS`, is checked after and may only be lower).
+pub const PARSE_MAX_ITEMS: usize = 10_000;
+/// Bytes of JSON one item may take.
+const MAX_ITEM_BYTES: usize = 16 * 1024;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NewJob {
-    items: Vec<serde_json::Value>,
+struct NewJob<'a> {
+    #[serde(borrow, deserialize_with = "bounded_items")]
+    items: Vec<&'a RawValue>,
+}
+
+/// The `items` list, kept as raw JSON slices of the body and cut off past
+/// [`PARSE_MAX_ITEMS`]: `[0,0,0,…]` costs a counter, not a tree.
+fn bounded_items<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<&'de RawValue>, D::Error> {
+    struct Items;
+    impl<'de> serde::de::Visitor<'de> for Items {
+        type Value = Vec<&'de RawValue>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a list of at most {PARSE_MAX_ITEMS} items")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element::<&'de RawValue>()? {
+                if items.len() == PARSE_MAX_ITEMS {
+                    return Err(serde::de::Error::custom(format!(
+                        "more than {PARSE_MAX_ITEMS} items"
+                    )));
+                }
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+    deserializer.deserialize_seq(Items)
 }
 
 #[derive(Deserialize)]
@@ -103,20 +148,27 @@ enum Outcome {
 
 pub async fn submit(
     State(state): State<SharedState>,
-    headers: HeaderMap,
-    owner: Option<Extension<PartnerKey>>,
-    body: Result<Json<NewJob>, JsonRejection>,
+    Extension(caller): Extension<Caller>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let caller = Caller::identify(&state, &headers, owner)?;
-    let job = json_body(body)?;
+    require_json(&request)?;
+    let BodyBytes(body) = BodyBytes::from_request(request, &state).await?;
+    let job: NewJob<'_> = parse_json_borrowed(&body)?;
     let limit = state.config.bulk_max_items;
     if job.items.is_empty() || job.items.len() > limit {
         return Err(ApiError::BadRequest(format!(
             "a job holds 1 to {limit} items"
         )));
     }
-    let outcomes: Vec<Outcome> = futures_util::stream::iter(job.items)
-        .map(|value| plan_item(&state, &caller, value))
+    if let Caller::Partner(owner) = &caller {
+        admit_items(&state, owner, job.items.len()).await?;
+    }
+    // Owned copies of the items' text (their total is bounded by the body):
+    // planning runs concurrently and outlives no borrow of the body.
+    let raw_items: Vec<String> = job.items.iter().map(|raw| raw.get().to_owned()).collect();
+    drop(job);
+    let outcomes: Vec<Outcome> = futures_util::stream::iter(raw_items)
+        .map(|raw| plan_item(&state, &caller, raw))
         .buffered(PLANNING_CONCURRENCY)
         .collect()
         .await;
@@ -139,9 +191,30 @@ pub async fn submit(
         return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
     }
     let id = format!("job_{}", &kiln_core::links::random_token()[..22]);
-    let already_cached = bulk::create(&state.db, &id, caller.partner_id(), &items)
+    let cap = match caller {
+        Caller::Partner(_) => Some(state.config.bulk_max_pending_per_partner),
+        Caller::Admin => None,
+    };
+    let already_cached = match bulk::create(&state.db, &id, caller.partner_id(), cap, &items)
         .await
-        .map_err(|e| ApiError::dependency(e, state.config.retry_after_secs))?;
+        .map_err(|e| ApiError::dependency(e, state.config.retry_after_secs))?
+    {
+        Ok(cached) => cached,
+        Err(bulk::OverCap { pending }) => {
+            return Err(ApiError::RateLimitedMessage {
+                retry_after: 60,
+                message: format!(
+                "{pending} items of this partner are still waiting; at most {} may wait at once",
+                state.config.bulk_max_pending_per_partner
+            ),
+            })
+        }
+    };
+    if let Caller::Partner(owner) = &caller {
+        state
+            .meter
+            .record_items(owner.partner_id, "job_item", items.len() as u64);
+    }
     state.waiters.any.notify_one();
     let refused = items
         .iter()
@@ -163,8 +236,29 @@ pub async fn submit(
         .into_response())
 }
 
-async fn plan_item(state: &AppState, caller: &Caller, value: serde_json::Value) -> Outcome {
-    let spec: ItemSpec = match serde_json::from_value(value) {
+/// Holds a partner's items to its monthly quota, before any is planned.
+async fn admit_items(state: &AppState, owner: &PartnerKey, items: usize) -> Result<(), ApiError> {
+    match state
+        .quotas
+        .admit_many(&state.db, owner, items as i64)
+        .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(retry_after)) => Err(ApiError::QuotaExceeded { retry_after }),
+        Err(err) => Err(ApiError::dependency(err, state.config.retry_after_secs)),
+    }
+}
+
+fn parse_json_borrowed<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+async fn plan_item(state: &AppState, caller: &Caller, raw: String) -> Outcome {
+    if raw.len() > MAX_ITEM_BYTES {
+        return Outcome::Invalid(format!("an item may take at most {MAX_ITEM_BYTES} bytes"));
+    }
+    let spec: ItemSpec = match serde_json::from_str(&raw) {
         Ok(spec) => spec,
         Err(err) => {
             return Outcome::Invalid(format!(
@@ -175,7 +269,7 @@ async fn plan_item(state: &AppState, caller: &Caller, value: serde_json::Value) 
     let planned = match spec {
         ItemSpec::Url(url) => plan_url(state, caller, &url).await,
         ItemSpec::Image(image) => plan_image_item(state, caller, &image).await,
-        ItemSpec::Card(card) => plan_card_item(state, &card).await,
+        ItemSpec::Card(card) => plan_card_item(state, caller, &card).await,
     };
     match planned {
         Ok(item) => Outcome::Planned(item),
@@ -210,6 +304,7 @@ async fn plan_url(state: &AppState, caller: &Caller, url: &str) -> Result<Planne
         let query = card_path.signature.and(query);
         let spec = CardSpec::check(&template, card_path.id_and_ext, query)
             .map_err(|e| ApiError::BadRequest(format!("card: {e}")))?;
+        check_card_originals(caller, &template, &spec)?;
         return card_outcome(plan_card(state, &template, spec).await?);
     }
     Err(ApiError::BadRequest(
@@ -260,7 +355,32 @@ async fn plan_checked_image(
     })
 }
 
-async fn plan_card_item(state: &AppState, card: &CardItem) -> Result<PlannedItem, ApiError> {
+/// A partner's card may embed only originals its key reaches.
+fn check_card_originals(
+    caller: &Caller,
+    template: &CardTemplate,
+    spec: &CardSpec,
+) -> Result<(), ApiError> {
+    let Caller::Partner(owner) = caller else {
+        return Ok(());
+    };
+    let outside = spec.params.iter().any(|(name, value)| {
+        template.manifest.params.get(name).map(|p| p.kind) == Some(ParamKind::Original)
+            && !owner.allows(value)
+    });
+    if outside {
+        return Err(ApiError::BadRequest(
+            "the key does not reach an original this card names".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn plan_card_item(
+    state: &AppState,
+    caller: &Caller,
+    card: &CardItem,
+) -> Result<PlannedItem, ApiError> {
     let template = state
         .templates
         .get(&card.template)
@@ -276,6 +396,7 @@ async fn plan_card_item(state: &AppState, card: &CardItem) -> Result<PlannedItem
     let query = query.join("&");
     let spec = CardSpec::check(&template, &id_and_ext, Some(&query))
         .map_err(|e| ApiError::BadRequest(format!("card: {e}")))?;
+    check_card_originals(caller, &template, &spec)?;
     card_outcome(plan_card(state, &template, spec).await?)
 }
 
@@ -288,21 +409,17 @@ fn card_outcome(planned: Option<Planned>) -> Result<PlannedItem, ApiError> {
 
 pub async fn progress(
     State(state): State<SharedState>,
-    headers: HeaderMap,
-    owner: Option<Extension<PartnerKey>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let caller = Caller::identify(&state, &headers, owner)?;
     job_progress(&state, &caller, &id).await
 }
 
 pub async fn cancel(
     State(state): State<SharedState>,
-    headers: HeaderMap,
-    owner: Option<Extension<PartnerKey>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let caller = Caller::identify(&state, &headers, owner)?;
     let found = bulk::cancel(&state.db, &id, caller.partner_id())
         .await
         .map_err(|e| ApiError::dependency(e, state.config.retry_after_secs))?;

@@ -13,7 +13,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -22,7 +22,7 @@ use kiln_core::links::{self, NewLink, Refused};
 use kiln_core::source_key::SourceKey;
 use kiln_core::storage::{attachment, StorageError};
 
-use crate::admin::require_admin;
+use crate::body::ApiJson;
 use crate::error::ApiError;
 use crate::routes::captcha::valid_filename;
 use crate::state::{AppState, SharedState};
@@ -48,13 +48,11 @@ struct CreatedLink {
     uses: i32,
 }
 
+/// Admin only (the route's auth layer runs before the body is read).
 pub async fn create(
     State(state): State<SharedState>,
-    headers: HeaderMap,
-    body: Result<Json<CreateLink>, axum::extract::rejection::JsonRejection>,
+    ApiJson(request): ApiJson<CreateLink>,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers)?;
-    let Json(request) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let object = SourceKey::new(&request.object)
         .map_err(|e| ApiError::BadRequest(format!("object: {e}")))?;
     let filename = match request.filename {
@@ -106,17 +104,43 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
+/// Tokens are 43 base64url characters; anything else is not one of ours.
+fn token_shaped(token: &str) -> bool {
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `HEAD /dl/{token}`: 200 while the link has a use left, 410/404 as GET
+/// would answer; spends nothing and hands out no URL.
+pub async fn peek(
+    State(state): State<SharedState>,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    if !token_shaped(&token) {
+        return Err(ApiError::NotFound);
+    }
+    match links::peek(&state.db, &token)
+        .await
+        .map_err(|e| ApiError::dependency(e, state.config.retry_after_secs))?
+    {
+        Ok(()) => Ok((
+            StatusCode::OK,
+            [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        )
+            .into_response()),
+        Err(Refused::Unknown) => Err(ApiError::NotFound),
+        Err(Refused::Gone) => Err(ApiError::Gone("this link is spent or expired".into())),
+    }
+}
+
 pub async fn take(
     State(state): State<SharedState>,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
     let retry_after = state.config.retry_after_secs;
-    // Tokens are 43 base64url characters; anything else is not one of ours.
-    if token.len() != 43
-        || !token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !token_shaped(&token) {
         return Err(ApiError::NotFound);
     }
     let used = match links::take(&state.db, &token)

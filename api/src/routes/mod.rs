@@ -23,45 +23,87 @@ mod originals;
 pub(crate) mod partners;
 mod usage;
 
-/// A bulk job of 10 000 card items with parameters fits in this.
-const BULK_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// A bulk job of 10 000 card items with parameters fits in this (typed
+/// parsing keeps its memory within a small multiple of it).
+const BULK_BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// Every other request body: links, partners, captcha answers.
+const BODY_LIMIT: usize = 64 * 1024;
+
+pub use health::Readiness;
 
 pub fn router(state: SharedState) -> Router {
-    let mut router = Router::new();
-    if state.config.card_preview {
-        router = router.route("/card-preview/{*rest}", get(card_preview::preview));
-    }
-    router
-        .route("/img/{*rest}", get(img::image))
-        .route("/captcha", get(captcha::captcha_json))
-        .route("/captcha/fragment", get(captcha::captcha_fragment))
-        .route("/captcha/verify", post(captcha::verify))
-        .route("/download", get(captcha::download))
+    // Authenticated before any body byte is read: the layer runs before the
+    // handlers' extractors.
+    let mut admin = Router::new()
         .route("/v1/links", post(links::create))
-        .route("/dl/{token}", get(links::take))
-        .route("/card/{*rest}", get(card::card))
-        .route("/originals/{*rest}", get(originals::original))
         .route("/v1/partners", post(partners::create).get(partners::list))
         .route("/v1/partners/{name}/rotate-key", post(partners::rotate_key))
-        .route("/v1/partners/{name}/revoke", post(partners::revoke))
+        .route("/v1/partners/{name}/revoke", post(partners::revoke));
+    if state.config.card_preview {
+        admin = admin.route("/card-preview/{*rest}", get(card_preview::preview));
+    }
+    let admin = admin.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::admin::admin_only,
+    ));
+    let admin_or_partner = Router::new()
         .route(
             "/v1/jobs",
             post(jobs::submit).layer(DefaultBodyLimit::max(BULK_BODY_LIMIT)),
         )
         .route("/v1/jobs/{id}", get(jobs::progress).delete(jobs::cancel))
         .route("/v1/usage", get(usage::report))
-        .route("/v1/openapi.json", get(health::openapi))
         .route("/usage", get(usage::usage_page))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::admin::admin_or_partner,
+        ));
+    let mut router = Router::new()
+        .route("/img/{*rest}", get(img::image))
+        .route(
+            "/captcha",
+            get(captcha::captcha_json).head(captcha::head_ok),
+        )
+        .route(
+            "/captcha/fragment",
+            get(captcha::captcha_fragment).head(captcha::head_ok),
+        )
+        .route("/captcha/verify", post(captcha::verify))
+        .route(
+            "/download",
+            get(captcha::download).head(captcha::download_head),
+        )
+        .route("/dl/{token}", get(links::take).head(links::peek))
+        .route("/card/{*rest}", get(card::card))
+        .route("/originals/{*rest}", get(originals::original))
+        .route("/v1/openapi.json", get(health::openapi))
         .route("/resize/{*rest}", get(nginx::resize))
         .route("/crop/{*rest}", get(nginx::crop))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .merge(admin)
+        .merge(admin_or_partner);
+    if state.config.metrics_listen.is_none() {
+        router = router.route("/metrics", get(health::metrics));
+    }
+    router
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::partner_access::partner_access,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::client_addr::client_addr,
+        ))
         .layer(middleware::from_fn(track))
+        .with_state(state)
+}
+
+/// `/metrics` alone, for `KILN_METRICS_LISTEN`.
+pub fn metrics_router(state: SharedState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
         .with_state(state)
 }
 

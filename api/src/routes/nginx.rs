@@ -4,17 +4,18 @@
 //! configured expression uses `$secure_link_expires`).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
+use axum::Extension;
 use percent_encoding::percent_decode_str;
 
 use kiln_core::nginx_link::LinkRequest;
 use kiln_core::options::{ImageOptions, ResizeMode};
 use kiln_core::source_key::SourceKey;
 
+use crate::client_addr::ClientAddr;
 use crate::config::NginxCompat;
 use crate::error::ApiError;
 use crate::rendition::serve_image;
@@ -25,7 +26,7 @@ type LinkQuery = Query<HashMap<String, String>>;
 
 pub async fn resize(
     state: State<SharedState>,
-    client: ConnectInfo<SocketAddr>,
+    client: Extension<ClientAddr>,
     uri: Uri,
     query: LinkQuery,
     headers: HeaderMap,
@@ -35,7 +36,7 @@ pub async fn resize(
 
 pub async fn crop(
     state: State<SharedState>,
-    client: ConnectInfo<SocketAddr>,
+    client: Extension<ClientAddr>,
     uri: Uri,
     query: LinkQuery,
     headers: HeaderMap,
@@ -74,7 +75,7 @@ fn options_for(prefix: &str, size: &str, nginx: &NginxCompat) -> Result<ImageOpt
 
 async fn handle(
     State(state): State<SharedState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Extension(ClientAddr(client)): Extension<ClientAddr>,
     uri: Uri,
     Query(query): LinkQuery,
     headers: HeaderMap,
@@ -98,7 +99,9 @@ async fn handle(
     }
     // nginx's $uri is the decoded path.
     let decoded_uri = percent_decode_str(raw_path).decode_utf8_lossy();
-    let remote_addr = client.ip().to_string();
+    // The client as the trusted proxies reported it, as nginx's $remote_addr
+    // would be behind the same proxies with the realip module.
+    let remote_addr = client.to_string();
     let link = LinkRequest {
         uri: &decoded_uri,
         expires,
@@ -108,6 +111,7 @@ async fn handle(
     if !nginx.expression.verify(&link, hash) {
         return Err(bad_link);
     }
+    let mut options = options;
     if nginx.expression.uses_expires() {
         let expires: i64 = expires
             .unwrap_or_default()
@@ -116,6 +120,8 @@ async fn handle(
         if expires < unix_now() {
             return Err(ApiError::Expired);
         }
+        // Not in the cache key; it bounds how long the answer may be reused.
+        options.expires = Some(expires);
     }
     let limit = state.config.limits.max_output_dimension;
     if options.width > limit || options.height > limit {

@@ -1,4 +1,5 @@
-//! Partner administration (admin bearer key), the same as `kiln partner …`.
+//! Partner administration (admin bearer key, checked by the route's auth
+//! layer before any body is read), the same as `kiln partner …`.
 //!
 //! ```text
 //! POST /v1/partners                    {"name","path_prefixes","rate_per_second","burst","monthly_quota"}
@@ -8,16 +9,15 @@
 //! POST /v1/partners/{name}/revoke      → 204; the partner and its keys revoked
 //! ```
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
 use kiln_core::partners::{self, Limits, PartnerError};
 
-use crate::admin::require_admin;
+use crate::body::{parse_json, ApiJson, BodyBytes};
 use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
 
@@ -47,18 +47,10 @@ fn partner_error(state: &AppState, err: PartnerError) -> ApiError {
     }
 }
 
-pub(crate) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(t)| t)
-        .map_err(|e| ApiError::BadRequest(e.body_text()))
-}
-
 pub async fn create(
     State(state): State<SharedState>,
-    headers: HeaderMap,
-    body: Result<Json<NewPartner>, JsonRejection>,
+    ApiJson(new): ApiJson<NewPartner>,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers)?;
-    let new = json_body(body)?;
     let limits = Limits {
         rate_per_second: new.rate_per_second,
         burst: new.burst,
@@ -70,11 +62,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(issued)).into_response())
 }
 
-pub async fn list(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    require_admin(&state, &headers)?;
+pub async fn list(State(state): State<SharedState>) -> Result<Response, ApiError> {
     let all = partners::list(&state.db)
         .await
         .map_err(|e| ApiError::dependency(e, state.config.retry_after_secs))?;
@@ -83,15 +71,13 @@ pub async fn list(
 
 pub async fn rotate_key(
     State(state): State<SharedState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    body: axum::body::Bytes,
+    BodyBytes(body): BodyBytes,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers)?;
     let rotation: Rotation = if body.iter().all(u8::is_ascii_whitespace) {
         Rotation::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?
+        parse_json(&body)?
     };
     let issued = partners::rotate_key(&state.db, &name, rotation.path_prefixes.as_deref())
         .await
@@ -102,10 +88,8 @@ pub async fn rotate_key(
 
 pub async fn revoke(
     State(state): State<SharedState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers)?;
     partners::revoke(&state.db, &name)
         .await
         .map_err(|e| partner_error(&state, e))?;

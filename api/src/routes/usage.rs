@@ -9,13 +9,12 @@
 //! defaults to now and `from` to 24 hours (by hour) or 30 days (by day) before.
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 
-use crate::partner_access::PartnerKey;
 use kiln_core::usage::{self, Period, UsageRow};
 
 use crate::admin::Caller;
@@ -65,11 +64,9 @@ fn instant(value: Option<&str>, name: &str) -> Result<Option<DateTime<Utc>>, Api
 
 pub async fn report(
     State(state): State<SharedState>,
-    headers: HeaderMap,
-    owner: Option<Extension<PartnerKey>>,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = Caller::identify(&state, &headers, owner)?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let period = Period::parse(query.by.as_deref().unwrap_or("day"))
         .ok_or_else(|| ApiError::BadRequest("by must be hour or day".into()))?;
@@ -126,11 +123,9 @@ pub struct PageQuery {
 /// SVG, no scripts) and totals per kind.
 pub async fn usage_page(
     State(state): State<SharedState>,
-    headers: HeaderMap,
-    owner: Option<Extension<PartnerKey>>,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = Caller::identify(&state, &headers, owner)?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let partner = scope(&state, &caller, query.partner.as_deref()).await?;
     let title = match (&caller, query.partner.as_deref()) {

@@ -2,6 +2,7 @@
 //! page per browser ([`tab`]), offline request interception ([`intercept`])
 //! and the warm pool the card job renders on ([`pool`]).
 
+mod bridge;
 pub mod intercept;
 pub mod pool;
 pub mod process;
@@ -9,4 +10,5 @@ pub mod tab;
 
 pub use intercept::PageContent;
 pub use pool::{BrowserPool, PoolConfig};
+pub use process::{Launch, Sandbox};
 pub use tab::{Capture, TabError};

@@ -3,7 +3,6 @@
 //! are started with the worker, recycled after a number of renders or an age,
 //! and restarted when they crash, lose their CDP connection or keep timing out.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,14 +10,15 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 
 use super::intercept::PageContent;
+use super::process::Launch;
 use super::tab::{Capture, Tab, TabError};
 use crate::metrics as m;
 
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
-    pub executable: PathBuf,
+    /// How each browser is started (executable, sandbox, account, timeout).
+    pub launch: Launch,
     pub browsers: usize,
-    pub launch_timeout: Duration,
     /// Restart a browser after this many renders …
     pub recycle_renders: u32,
     /// … or once it is this old.
@@ -95,7 +95,7 @@ impl BrowserPool {
                 metrics::counter!(m::CARD_TIMEOUTS).increment(1);
                 slot.timeouts += 1;
                 let replaced = slot.timeouts < self.config.max_timeouts
-                    && tab.replace_page(self.config.launch_timeout).await.is_ok();
+                    && tab.replace_page(self.config.launch.timeout).await.is_ok();
                 if !replaced {
                     self.retire(slot, "repeated timeouts").await;
                 }
@@ -134,7 +134,7 @@ impl BrowserPool {
             self.retire(slot, if due { "recycled" } else { "unhealthy" })
                 .await;
         }
-        let tab = Tab::open(&self.config.executable, self.config.launch_timeout)
+        let tab = Tab::open(&self.config.launch)
             .await
             .map_err(TabError::Broken)?;
         metrics::counter!(m::BROWSER_STARTS).increment(1);

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use kiln_core::cards::{CardTemplate, ASSET_ORIGIN};
 
 use super::intercept::{self, PageContent};
-use super::process::ChromiumProcess;
+use super::process::{ChromiumProcess, Launch};
 
 /// Forces a layout (which starts the web-font loads the text needs, emoji
 /// subsets included), then waits for those fonts and for images.
@@ -78,8 +78,9 @@ pub struct Tab {
 }
 
 impl Tab {
-    pub async fn open(executable: &std::path::Path, timeout: Duration) -> anyhow::Result<Self> {
-        let process = ChromiumProcess::start(executable, timeout).await?;
+    pub async fn open(launch: &Launch) -> anyhow::Result<Self> {
+        let timeout = launch.timeout;
+        let process = ChromiumProcess::start(launch).await?;
         let config = HandlerConfig {
             viewport: None,
             request_timeout: timeout,

@@ -32,7 +32,7 @@ impl CaptchaContext {
         let (config, fonts) = (self.config.clone(), self.fonts.clone());
         let drawn = self
             .encoders
-            .run(move || generate(&config, &fonts))
+            .run(move |_| generate(&config, &fonts))
             .await
             .context("captcha thread")?;
         let result = match drawn {

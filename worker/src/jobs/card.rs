@@ -1,8 +1,9 @@
 //! The card job: render the template's HTML, load it in a warm browser,
-//! capture it, encode, upload, mark ready. A render past its timeout is a
-//! permanent failure recorded as 504 (the api answers the default image); a
-//! browser that crashed or lost its connection makes the job transient, so it
-//! is retried on a restarted browser and never lost.
+//! capture it, encode, upload, mark ready. A render past its timeout, a
+//! browser that crashed or lost its connection: all transient, so the job is
+//! retried with backoff (on a fresh page or a restarted browser) and never
+//! remembered as failed because of a busy moment; while it waits, the api
+//! answers the default image without letting it be cached.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use sqlx::PgPool;
 use kiln_core::cards::{Asset, CardTemplate, Templates};
 use kiln_core::format::OutputFormat;
 use kiln_core::job::{CardJob, JobKind};
-use kiln_core::renditions::{self, Status};
+use kiln_core::renditions;
 use kiln_core::storage::{Storage, StorageError};
 
 use crate::card_html;
@@ -41,6 +42,8 @@ pub struct CardContext {
     pub encoders: Arc<RenderPool>,
     pub render_timeout: Duration,
     pub jpeg_quality: u8,
+    /// Deliveries of one card that may kill their worker before it is failed.
+    pub max_crashes: u32,
 }
 
 impl JobHandler for CardContext {
@@ -74,22 +77,15 @@ impl JobHandler for CardContext {
 
 #[tracing::instrument(skip_all, fields(cache_key = %job.cache_key, template = %job.template, attempt = job.attempt))]
 async fn run(ctx: &CardContext, job: &CardJob, resumed: bool) -> Result<(), JobError> {
-    let row = renditions::find(&ctx.db, &job.cache_key)
-        .await
-        .context("reading the rendition row")?;
-    if row.map(|r| r.status) != Some(Status::Pending) {
-        tracing::info!("card already finished or released; nothing to do");
-        return Ok(());
-    }
-    if resumed
-        && super::rendition_outcome::recorded_if_stored(
-            &ctx.db,
-            &ctx.storage,
-            &job.cache_key,
-            &job.object_key,
-        )
-        .await?
-    {
+    let start = super::rendition_outcome::Start {
+        kind: "card",
+        cache_key: &job.cache_key,
+        object_key: &job.object_key,
+        attempt: job.attempt,
+        resumed,
+        max_crashes: ctx.max_crashes,
+    };
+    if !super::rendition_outcome::begin(&ctx.db, &ctx.storage, start).await? {
         return Ok(());
     }
     tracing::info!("rendering card");
@@ -120,7 +116,7 @@ async fn run(ctx: &CardContext, job: &CardJob, resumed: bool) -> Result<(), JobE
 /// Renders a card to encoded bytes (also what previews answer with).
 pub async fn render(ctx: &CardContext, job: &CardJob) -> Result<Vec<u8>, JobError> {
     let template = template_version(ctx, &job.template, &job.template_hash).await?;
-    let html = card_html::render(&template, &job.id, &job.params).map_err(|e| {
+    let html = card_html::render(&template, &job.id, &job.params, &job.originals).map_err(|e| {
         tracing::warn!("template error: {e:#}");
         JobError::Permanent {
             http_status: 422,
@@ -163,10 +159,9 @@ pub async fn capture(
     let shot = match browsers.render(content, html, capture, timeout).await {
         Ok(shot) => shot,
         Err(TabError::Timeout) => {
-            return Err(JobError::Permanent {
-                http_status: 504,
-                message: "card render timed out".into(),
-            })
+            return Err(JobError::Transient(anyhow::anyhow!(
+                "card render timed out after {timeout:?}"
+            )))
         }
         Err(TabError::Broken(err)) => return Err(JobError::Transient(err)),
     };
@@ -221,7 +216,7 @@ async fn template_version(
 /// Chromium's fast PNG is large; the worker's encoders make the delivered file.
 async fn recompress_png(encoders: &RenderPool, png: Vec<u8>) -> Result<Vec<u8>, JobError> {
     let encoded = encoders
-        .run(move || {
+        .run(move |_| {
             let capture = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
                 .context("decoding the capture")?;
             // Cards are opaque: no alpha channel to compress.

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 
 use kiln_core::job::ImageJob;
 use kiln_core::options::ImageOptions;
-use kiln_core::renditions::{self, Status};
+use kiln_core::renditions;
 use kiln_core::storage::{Storage, StorageError};
 
 use crate::jobs::{Delivered, JobError, JobHandler};
@@ -26,6 +26,13 @@ pub struct JobContext {
     pub render: render::Settings,
     /// Runs renders, as many at once as the configured concurrency.
     pub pool: Arc<RenderPool>,
+    /// Bytes of originals held at once, downloading or waiting for a render
+    /// thread (`KILN_WORKER_FETCH_BUDGET_BYTES`), in KiB permits.
+    pub fetch_budget: Arc<tokio::sync::Semaphore>,
+    /// The fetch budget's size, in KiB.
+    pub fetch_budget_kib: u32,
+    /// Deliveries of one job that may kill their worker before it is failed.
+    pub max_crashes: u32,
 }
 
 impl JobHandler for JobContext {
@@ -59,29 +66,15 @@ impl JobHandler for JobContext {
 
 #[tracing::instrument(skip_all, fields(cache_key = %job.cache_key, source = %job.source_key, attempt = job.attempt))]
 pub async fn run(ctx: &JobContext, job: &ImageJob, delivered: Delivered) -> Result<(), JobError> {
-    let row = renditions::find(&ctx.db, &job.cache_key)
-        .await
-        .context("reading the rendition row")?;
-    match row.map(|r| r.status) {
-        Some(Status::Pending) => {}
-        Some(Status::Ready | Status::Failed { .. }) => {
-            tracing::info!("rendition already finished; nothing to do");
-            return Ok(());
-        }
-        None => {
-            tracing::info!("rendition claim was released; nothing to do");
-            return Ok(());
-        }
-    }
-    if delivered.resumed
-        && super::rendition_outcome::recorded_if_stored(
-            &ctx.db,
-            &ctx.storage,
-            &job.cache_key,
-            &job.object_key,
-        )
-        .await?
-    {
+    let start = super::rendition_outcome::Start {
+        kind: "image",
+        cache_key: &job.cache_key,
+        object_key: &job.object_key,
+        attempt: job.attempt,
+        resumed: delivered.resumed,
+        max_crashes: ctx.max_crashes,
+    };
+    if !super::rendition_outcome::begin(&ctx.db, &ctx.storage, start).await? {
         return Ok(());
     }
     let options = ImageOptions::parse(&job.options).map_err(|e| JobError::Permanent {
@@ -93,6 +86,9 @@ pub async fn run(ctx: &JobContext, job: &ImageJob, delivered: Delivered) -> Resu
     let queued_ms = job
         .enqueued_at_ms
         .map(|at| kiln_core::job::now_ms().saturating_sub(at));
+    // Room for the original is taken before it is downloaded, so deliveries
+    // held ahead of a free render thread wait here, not in memory.
+    let room = hold_room(ctx, job).await?;
     let source = match ctx
         .storage
         .get_original(
@@ -124,8 +120,9 @@ pub async fn run(ctx: &JobContext, job: &ImageJob, delivered: Delivered) -> Resu
     let settings = ctx.render;
     let rendered = match ctx
         .pool
-        .run_in(delivered.lane, move || {
-            render::render(&source, &options, &settings)
+        .run_in(delivered.lane, move |abandoned| {
+            let budget = render::Budget::start(settings.render_timeout, abandoned);
+            render::render(&source, &options, &settings, &budget)
         })
         .await
     {
@@ -143,6 +140,7 @@ pub async fn run(ctx: &JobContext, job: &ImageJob, delivered: Delivered) -> Resu
             });
         }
     };
+    drop(room);
     let render_done = started.elapsed();
 
     let content_type = rendered.format.content_type();
@@ -175,4 +173,21 @@ pub async fn run(ctx: &JobContext, job: &ImageJob, delivered: Delivered) -> Resu
         "rendition ready"
     );
     Ok(())
+}
+
+/// Takes the original's size (as the api saw it; the byte limit for older
+/// messages) from the fetch budget until the render is done with it.
+async fn hold_room<'a>(
+    ctx: &'a JobContext,
+    job: &ImageJob,
+) -> Result<tokio::sync::SemaphorePermit<'a>, JobError> {
+    let limit = ctx.render.limits.max_bytes;
+    let bytes = job.source_bytes.unwrap_or(limit).min(limit);
+    let kib = u32::try_from(bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .clamp(1, ctx.fetch_budget_kib);
+    ctx.fetch_budget
+        .acquire_many(kib)
+        .await
+        .map_err(|_| JobError::Transient(anyhow::anyhow!("the worker is stopping")))
 }

@@ -62,11 +62,84 @@ pub(crate) mod rendition_outcome {
     use kiln_core::storage::Storage;
     use sqlx::PgPool;
 
+    use super::JobError;
+    use crate::metrics as m;
+
+    /// Which rendition a job renders, and how it was delivered.
+    pub struct Start<'a> {
+        pub kind: &'static str,
+        pub cache_key: &'a str,
+        pub object_key: &'a str,
+        pub attempt: u32,
+        pub resumed: bool,
+        pub max_crashes: u32,
+    }
+
+    /// Starts a rendition job: `false` when there is nothing to do (the
+    /// rendition finished or its claim was released, or an earlier attempt
+    /// of a resumed job had uploaded it already). A delivery that killed
+    /// `max_crashes` workers already is failed here, before it can take
+    /// down another: one file costs at most that many worker lives.
+    pub async fn begin(db: &PgPool, storage: &Storage, start: Start<'_>) -> Result<bool, JobError> {
+        if !check_crashes(
+            db,
+            start.kind,
+            start.cache_key,
+            start.attempt,
+            start.max_crashes,
+        )
+        .await?
+        {
+            return Ok(false);
+        }
+        if start.resumed
+            && recorded_if_stored(db, storage, start.cache_key, start.object_key).await?
+        {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    async fn check_crashes(
+        db: &PgPool,
+        kind: &'static str,
+        cache_key: &str,
+        attempt: u32,
+        max_crashes: u32,
+    ) -> Result<bool, JobError> {
+        let crashes = renditions::begin_render(db, cache_key, attempt)
+            .await
+            .context("beginning the render")?;
+        match crashes {
+            None => {
+                tracing::info!("rendition already finished or released; nothing to do");
+                Ok(false)
+            }
+            Some(crashes) if crashes >= max_crashes => {
+                tracing::error!(
+                    crashes,
+                    "this job's worker died {crashes} times: failing the rendition"
+                );
+                metrics::counter!(m::JOBS, "kind" => kind, "outcome" => "poison").increment(1);
+                Err(JobError::Permanent {
+                    http_status: 422,
+                    message: "source image could not be processed".into(),
+                })
+            }
+            Some(crashes) => {
+                if crashes > 0 {
+                    tracing::warn!(crashes, "a worker died on this job before; rendering again");
+                }
+                Ok(true)
+            }
+        }
+    }
+
     /// For a resumed job: if an earlier attempt already uploaded the
     /// rendition (and then lost Postgres, the broker or its life before
     /// recording it), records it as ready instead of rendering it again.
     /// `true` means the job is done.
-    pub async fn recorded_if_stored(
+    async fn recorded_if_stored(
         db: &PgPool,
         storage: &Storage,
         cache_key: &str,

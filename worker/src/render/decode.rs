@@ -4,6 +4,12 @@
 //! animated WebPs) through the `image` crate. The buffer
 //! is kept between images on the same render thread: a fresh 36 MB
 //! allocation per image costs more in page faults than the resize itself.
+//!
+//! Every decoder reads the header again itself; before any buffer is sized
+//! from what it read, its dimensions must be the probe's (which the limits
+//! were checked against), and each decoder carries its own limits as well:
+//! libjpeg-turbo's `TJPARAM_MAXPIXELS` and `TJPARAM_SCANLIMIT`, the `image`
+//! crate's `Limits`, zune-jpeg's scan cap.
 
 use std::cell::RefCell;
 
@@ -31,6 +37,11 @@ pub struct Frame<'a> {
     pub full_height: u32,
     pub top: u32,
 }
+
+/// Progressive scans a JPEG may have (zune-jpeg's default cap too): real
+/// encoders write about ten; thousands of empty scans would each cost a
+/// pass over the whole image.
+pub const MAX_SCANS: u32 = 100;
 
 /// Rows of the stored image a render needs: `(top, height)` in source pixels.
 pub type Rows = (f64, f64);
@@ -80,16 +91,20 @@ pub fn decode<R>(
     f: impl FnOnce(Frame<'_>) -> Result<R, RenderError>,
 ) -> Result<R, RenderError> {
     if probe.format == SourceFormat::Jpeg && probe.turbo_decodable {
-        match decode_turbo(source, shrink, rows, f) {
+        match decode_turbo(source, probe, shrink, rows, limits, f) {
             Ok(result) => return result,
             // libjpeg-turbo refused the file (corrupt or unusual): the `image`
             // crate's decoder is more lenient.
-            Err(f) => return decode_image(source, probe.format, limits, f),
+            Err(f) => return decode_image(source, probe, limits, f),
         }
     }
     if probe.format == SourceFormat::Webp {
         // libwebp is about twice as fast as the pure-Rust decoder; it refuses
         // animations, which the `image` crate decodes (first frame).
+        let features = webp::BitstreamFeatures::new(source);
+        if features.is_some_and(|f| (f.width(), f.height()) != (probe.width, probe.height)) {
+            return Err(RenderError::Inconsistent);
+        }
         if let Some(mut image) = webp::Decoder::new(source).decode() {
             let (width, height, has_alpha) = (image.width(), image.height(), image.is_alpha());
             return f(Frame {
@@ -102,15 +117,17 @@ pub fn decode<R>(
             });
         }
     }
-    decode_image(source, probe.format, limits, f)
+    decode_image(source, probe, limits, f)
 }
 
 /// `Err(f)` hands the callback back when libjpeg-turbo cannot decode.
 #[allow(clippy::type_complexity)]
 fn decode_turbo<R, F>(
     source: &[u8],
+    probe: &Probe,
     shrink: u32,
     rows: Rows,
+    limits: &SourceLimits,
     f: F,
 ) -> Result<Result<R, RenderError>, F>
 where
@@ -124,9 +141,13 @@ where
         let Some(turbo) = slot.as_mut() else {
             return Err(f);
         };
+        turbo.set_limits(limits.max_pixels, MAX_SCANS);
         let Some(header) = turbo.read_header(source) else {
             return Err(f);
         };
+        if (header.width, header.height) != (probe.width as usize, probe.height as usize) {
+            return Ok(Err(RenderError::Inconsistent));
+        }
         let denom = shrink as usize;
         // Source rows to scaled rows, widened to whole rows.
         let scale = super::turbo::scaled(header.height, denom) as f64 / header.height as f64;
@@ -153,12 +174,15 @@ where
 
 fn decode_image<R>(
     source: &[u8],
-    format: SourceFormat,
+    probe: &Probe,
     limits: &SourceLimits,
     f: impl FnOnce(Frame<'_>) -> Result<R, RenderError>,
 ) -> Result<R, RenderError> {
-    let decoder = probe::decoder(source, format, limits)?;
+    let decoder = probe::decoder(source, probe.format, limits)?;
     let (width, height) = decoder.dimensions();
+    if (width, height) != (probe.width, probe.height) {
+        return Err(RenderError::Inconsistent);
+    }
     let color = decoder.color_type();
     if matches!(color, ColorType::Rgb8 | ColorType::Rgba8) {
         let len = usize::try_from(decoder.total_bytes()).map_err(|_| RenderError::Undecodable)?;
@@ -196,6 +220,40 @@ fn decode_image<R>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn limits() -> SourceLimits {
+        SourceLimits {
+            max_bytes: 1 << 20,
+            max_width: 1000,
+            max_height: 1000,
+            max_pixels: 1_000_000,
+            max_output_dimension: 1000,
+        }
+    }
+
+    /// Whatever told the probe otherwise, a decoder that reads other
+    /// dimensions than the probe is stopped before it sizes a buffer.
+    #[test]
+    fn a_decoder_that_disagrees_with_the_probe_is_stopped() {
+        let image = image::RgbImage::from_pixel(64, 48, image::Rgb([10, 200, 30]));
+        let mut jpeg = Vec::new();
+        image::DynamicImage::ImageRgb8(image)
+            .write_to(
+                &mut std::io::Cursor::new(&mut jpeg),
+                image::ImageFormat::Jpeg,
+            )
+            .unwrap();
+        let mut probe = probe::probe(&jpeg, &limits()).unwrap();
+        assert_eq!((probe.width, probe.height), (64, 48));
+        let rows = (0.0, 48.0);
+        assert!(decode(&jpeg, &probe, 1, rows, &limits(), |_| Ok(())).is_ok());
+        probe.height = 12;
+        for turbo in [true, false] {
+            probe.turbo_decodable = turbo;
+            let result = decode(&jpeg, &probe, 1, rows, &limits(), |_| Ok(()));
+            assert_eq!(result, Err(RenderError::Inconsistent), "turbo: {turbo}");
+        }
+    }
 
     #[test]
     fn shrinks_as_far_as_the_output_allows() {

@@ -31,6 +31,7 @@ mod smart;
 mod tests;
 mod turbo;
 
+use crate::render_pool::Abandoned;
 use geometry::Request;
 use orient::{Rect, Transform};
 use probe::SourceFormat;
@@ -51,6 +52,11 @@ pub enum RenderError {
     Unsupported,
     #[error("source image could not be decoded")]
     Undecodable,
+    /// The decoder read other dimensions than the header probe (a crafted file).
+    #[error("source image headers are inconsistent")]
+    Inconsistent,
+    #[error("source image took longer than {0} s to render")]
+    TimedOut(u64),
     #[error("crop is outside the image")]
     CropOutside,
     #[error("the rendition could not be encoded")]
@@ -72,6 +78,35 @@ pub struct Settings {
     pub limits: SourceLimits,
     /// rav1e speed for AVIF output (`KILN_AVIF_SPEED`).
     pub avif_speed: u8,
+    /// How long one render may take on its thread (`KILN_RENDER_TIMEOUT_MS`).
+    pub render_timeout: std::time::Duration,
+}
+
+/// Checked between the pipeline's stages: a render past its time budget,
+/// or whose job gave up on it, stops at the next stage instead of holding
+/// its thread to the end. Each stage is bounded by the limits (pixels,
+/// progressive scans), so a render overruns its budget by one stage at most.
+pub struct Budget<'a> {
+    deadline: std::time::Instant,
+    limit: std::time::Duration,
+    abandoned: &'a Abandoned<'a>,
+}
+
+impl<'a> Budget<'a> {
+    pub fn start(limit: std::time::Duration, abandoned: &'a Abandoned<'a>) -> Self {
+        Self {
+            deadline: std::time::Instant::now() + limit,
+            limit,
+            abandoned,
+        }
+    }
+
+    fn check(&self) -> Result<(), RenderError> {
+        if self.abandoned.is_abandoned() || std::time::Instant::now() > self.deadline {
+            return Err(RenderError::TimedOut(self.limit.as_secs().max(1)));
+        }
+        Ok(())
+    }
 }
 
 pub struct Rendered {
@@ -142,13 +177,31 @@ fn to_srgb(image: &mut DynamicImage, icc: &[u8]) {
     }
 }
 
-pub fn render(
+/// A render outside the render pool (benches, tests): nobody abandons it,
+/// and its budget is the configured render timeout.
+pub fn render_alone(
     source: &[u8],
     options: &ImageOptions,
     settings: &Settings,
 ) -> Result<Rendered, RenderError> {
+    let never = Abandoned::never();
+    render(
+        source,
+        options,
+        settings,
+        &Budget::start(settings.render_timeout, &never),
+    )
+}
+
+pub fn render(
+    source: &[u8],
+    options: &ImageOptions,
+    settings: &Settings,
+    budget: &Budget<'_>,
+) -> Result<Rendered, RenderError> {
     let limits = &settings.limits;
     let probe = probe::probe(source, limits)?;
+    budget.check()?;
     let transform = Transform::new(probe.orientation, options.rotate, options.flip);
     let (upright_w, upright_h) = transform.swap_dims(probe.width, probe.height);
     let crop = match options.crop {
@@ -200,8 +253,10 @@ pub fn render(
             (window.left, window.top) =
                 smart::best_window(&frame, region, window.width, window.height);
         }
+        budget.check()?;
         resize::resize(frame, window, out_w, out_h)
     })?;
+    budget.check()?;
 
     image.apply_orientation(transform.as_orientation());
     if let Some(icc) = &probe.icc {
@@ -217,6 +272,7 @@ pub fn render(
         image = effects::sharpen(&image, sigma.get());
     }
     let image = effects::drop_opaque_alpha(image);
+    budget.check()?;
 
     let format = output_format(options.format, probe.format, image.color().has_alpha());
     let bytes = encode::encode(

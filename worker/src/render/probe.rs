@@ -52,16 +52,31 @@ pub fn sniff(source: &[u8]) -> Result<SourceFormat, RenderError> {
     }
 }
 
-/// An `image` crate decoder for `format` with its allocations capped. Sizes
-/// are not limited here: [`probe`] checks them, with a clearer message, and
-/// every decode follows a probe.
+/// An `image` crate decoder for `format` with its sizes and allocations
+/// capped (the decoder refuses larger images itself; [`probe`] checks the
+/// same limits first, with a clearer message).
 pub fn decoder<'a>(
     source: &'a [u8],
     format: SourceFormat,
     limits: &SourceLimits,
 ) -> Result<impl ImageDecoder + 'a, RenderError> {
+    reader(source, format, limits, true)
+}
+
+/// The probe's reader: sizes are read, not refused, so [`check_size`] can
+/// say which limit a source is over; allocations are capped all the same.
+fn reader<'a>(
+    source: &'a [u8],
+    format: SourceFormat,
+    limits: &SourceLimits,
+    refuse_sizes: bool,
+) -> Result<impl ImageDecoder + 'a, RenderError> {
     let mut reader = ImageReader::with_format(Cursor::new(source), format.image_format());
     let mut decode_limits = image::Limits::default();
+    if refuse_sizes {
+        decode_limits.max_image_width = Some(limits.max_width);
+        decode_limits.max_image_height = Some(limits.max_height);
+    }
     // RGBA at 16 bits per channel, plus headroom for the decoder's own buffers.
     decode_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(64 << 20));
     reader.limits(decode_limits);
@@ -96,7 +111,7 @@ pub fn probe(source: &[u8], limits: &SourceLimits) -> Result<Probe, RenderError>
             }
         }
         _ => {
-            let mut decoder = decoder(source, format, limits)?;
+            let mut decoder = reader(source, format, limits, false)?;
             let (width, height) = decoder.dimensions();
             Probe {
                 format,

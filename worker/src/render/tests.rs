@@ -11,7 +11,7 @@ use kiln_core::config::SourceLimits;
 use kiln_core::format::OutputFormat;
 use kiln_core::options::ImageOptions;
 
-use super::{jpeg_header, render, RenderError, Rendered, Settings};
+use super::{jpeg_header, render_alone as render, RenderError, Rendered, Settings};
 
 const RED: [u8; 3] = [220, 30, 30];
 const BLUE: [u8; 3] = [30, 30, 220];
@@ -26,6 +26,7 @@ fn settings() -> Settings {
             max_output_dimension: 4096,
         },
         avif_speed: 10,
+        render_timeout: std::time::Duration::from_secs(60),
     }
 }
 

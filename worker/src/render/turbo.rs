@@ -42,6 +42,18 @@ impl Turbo {
         (!handle.is_null()).then_some(Self { handle })
     }
 
+    /// Refuse images of more than `max_pixels` and progressive files of more
+    /// than `max_scans` scans (both checked by libjpeg-turbo itself).
+    pub fn set_limits(&mut self, max_pixels: u64, max_scans: u32) {
+        let pixels = CInt::try_from(max_pixels).unwrap_or(CInt::MAX);
+        let scans = CInt::try_from(max_scans).unwrap_or(CInt::MAX);
+        // SAFETY: the handle is live; both parameters take any positive int.
+        unsafe {
+            sys::tj3Set(self.handle, sys::TJPARAM_TJPARAM_MAXPIXELS as CInt, pixels);
+            sys::tj3Set(self.handle, sys::TJPARAM_TJPARAM_SCANLIMIT as CInt, scans);
+        }
+    }
+
     pub fn read_header(&mut self, jpeg: &[u8]) -> Option<Header> {
         // SAFETY: the handle is live; the pointer and length describe `jpeg`.
         let status =
