@@ -43,19 +43,21 @@ pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErr
     let Some(key) = presented(headers) else {
         return Err(ApiError::Unauthorized);
     };
-    let presented = digest(&key);
-    let known = state
-        .config
-        .admin_key_digests
-        .iter()
-        .fold(0u8, |found, known| {
-            found | known.ct_eq(&presented).unwrap_u8()
-        });
-    if known == 1 {
+    if is_known(&state.config.admin_key_digests, &key) {
         Ok(())
     } else {
         Err(ApiError::NotAdmin)
     }
+}
+
+/// Whether `key` is one of the keys whose digests are `known`: digests of
+/// equal length compared in constant time, every one of them, so neither
+/// the key's length nor which key matched shows in the timing.
+fn is_known(known: &[[u8; 32]], key: &str) -> bool {
+    let presented = digest(key);
+    known.iter().fold(0u8, |found, known| {
+        found | known.ct_eq(&presented).unwrap_u8()
+    }) == 1
 }
 
 /// Who is calling a `/v1` route.
@@ -110,6 +112,25 @@ pub async fn admin_or_partner(
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn only_configured_keys_are_admitted() {
+        let known = [
+            digest("first-admin-key-0123456789abcdef"),
+            digest("second-admin-key-0123456789abcdef"),
+        ];
+        assert!(is_known(&known, "first-admin-key-0123456789abcdef"));
+        assert!(is_known(&known, "second-admin-key-0123456789abcdef"));
+        for other in [
+            "",
+            "first-admin-key",
+            "first-admin-key-0123456789abcdef ",
+            "x",
+        ] {
+            assert!(!is_known(&known, other), "{other:?}");
+        }
+        assert!(!is_known(&[], "first-admin-key-0123456789abcdef"));
+    }
 
     #[test]
     fn keys_come_as_bearer_or_basic_password() {

@@ -9,7 +9,7 @@ set -euo pipefail
 
 KILN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 KILN_STATE_DIR="${KILN_STATE_DIR:-$HOME/.local/share/kiln}"
-KILN_RUN_DIR="$KILN_ROOT/.kiln"
+KILN_RUN_DIR="${KILN_RUN_DIR:-$KILN_ROOT/.kiln}"
 KILN_ENV="$KILN_RUN_DIR/local.env"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kiln-target}"
 GARAGE_DIR="$KILN_STATE_DIR/garage"

@@ -11,6 +11,8 @@ if [ -n "${KILN_DATABASE_URL:-}${KILN_AMQP_URL:-}" ]; then faults=0; fi
 
 ensure_services
 cd "$KILN_ROOT"
+log "local stack secrets are written private"
+bash "$KILN_ROOT/tests/scripts/local_env_private.sh"
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"

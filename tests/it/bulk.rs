@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use kiln_e2e::{http, images, Process, TestEnv, ADMIN_KEY};
 
-async fn submit(api: &Process, key: &str, items: Value) -> anyhow::Result<(u16, Value)> {
+pub(crate) async fn submit(api: &Process, key: &str, items: Value) -> anyhow::Result<(u16, Value)> {
     let response = http()
         .post(api.url("/v1/jobs"))
         .bearer_auth(key)

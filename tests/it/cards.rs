@@ -10,27 +10,32 @@ use image::{DynamicImage, GenericImageView as _, ImageFormat};
 
 use kiln_e2e::{http, images, repo_templates, Process, TestEnv, ADMIN_KEY};
 
-const CARD_WORKER: &[(&str, &str)] = &[("KILN_WORKER_KINDS", "card")];
+pub(crate) const CARD_WORKER: &[(&str, &str)] = &[("KILN_WORKER_KINDS", "card")];
 
 /// A card response: status, the `x-kiln-card` marker and the image bytes
 /// (a 302 is followed to S3).
-struct Card {
-    status: u16,
+pub(crate) struct Card {
+    pub(crate) status: u16,
     marker: Option<String>,
     cache_control: Option<String>,
     bytes: Vec<u8>,
 }
 
 impl Card {
-    fn image(&self) -> DynamicImage {
+    /// Tells two cards' files apart.
+    pub(crate) fn bytes_digest(&self) -> u32 {
+        crc32fast::hash(&self.bytes)
+    }
+
+    pub(crate) fn image(&self) -> DynamicImage {
         image::load_from_memory(&self.bytes).expect("a decodable image")
     }
-    fn is_default(&self) -> bool {
+    pub(crate) fn is_default(&self) -> bool {
         self.marker.as_deref() == Some("default")
     }
 }
 
-async fn get_card(api: &Process, path: &str) -> anyhow::Result<Card> {
+pub(crate) async fn get_card(api: &Process, path: &str) -> anyhow::Result<Card> {
     let client = http();
     let mut request = client.get(api.url(path));
     if path.starts_with("/card-preview/") {
@@ -83,7 +88,7 @@ fn luma_spread(image: &DynamicImage) -> f64 {
 }
 
 /// Share of pixels close to pure red.
-fn red_share(image: &DynamicImage) -> f64 {
+pub(crate) fn red_share(image: &DynamicImage) -> f64 {
     let rgb = image.to_rgb8();
     let red = rgb
         .pixels()
@@ -418,7 +423,7 @@ async fn a_hanging_template_gives_the_default_image_and_the_browser_carries_on(
 }
 
 /// Process ids of the worker's direct children (its browsers).
-fn browser_pids(worker: &Process) -> anyhow::Result<Vec<u32>> {
+pub(crate) fn browser_pids(worker: &Process) -> anyhow::Result<Vec<u32>> {
     let pid = worker.child.id().unwrap_or_default();
     let out = std::process::Command::new("pgrep")
         .args(["-P", &pid.to_string()])

@@ -6,6 +6,7 @@ mod cards;
 mod delivery;
 mod errors;
 mod fuzz_http;
+mod hostile;
 mod image_options;
 mod links;
 mod metering;

@@ -78,3 +78,24 @@ pub fn inspect(bytes: &[u8]) -> (ImageFormat, u32, u32) {
     let image = image::load_from_memory(bytes).expect("a decodable image");
     (format, image.width(), image.height())
 }
+
+/// An incompressible PNG (pseudo-random pixels from `seed`): its file is
+/// as large as its pixels, for tests about bytes held in memory.
+pub fn noise_png(width: u32, height: u32, seed: u64) -> Vec<u8> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    use image::ImageEncoder as _;
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let pixels: Vec<u8> = (0..width as usize * height as usize * 3)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    let mut out = Vec::with_capacity(pixels.len() + 1024);
+    PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::NoFilter)
+        .write_image(&pixels, width, height, image::ExtendedColorType::Rgb8)
+        .expect("encoding a noise PNG");
+    out
+}

@@ -19,6 +19,7 @@ use sqlx::{Connection as _, Executor as _, PgConnection};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+pub mod crafted;
 pub mod images;
 pub mod services;
 
@@ -36,6 +37,11 @@ pub const CAPTCHA_SALT: &str = "test-captcha-salt-0123456789abcdef";
 /// The repository's `templates/` directory.
 pub fn repo_templates() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates")
+}
+
+/// A Kiln binary (`kiln`, `kiln-api`, `kiln-worker`).
+pub fn binary(name: &str) -> PathBuf {
+    bin_dir().join(name)
 }
 
 fn bin_dir() -> PathBuf {
@@ -203,6 +209,80 @@ impl TestEnv {
         .await
     }
 
+    /// A worker whose address space is capped at `bytes` (util-linux
+    /// `prlimit`, which execs it: same pid): an allocation past the cap
+    /// aborts it, as the kernel's OOM killer would kill it.
+    pub async fn spawn_worker_with_memory_cap(
+        &self,
+        overrides: &[(&str, &str)],
+        bytes: u64,
+    ) -> anyhow::Result<Process> {
+        let mut cmd = self.command("kiln-worker", overrides);
+        let program = cmd.as_std().get_program().to_owned();
+        let mut capped = Command::new("prlimit");
+        capped
+            .arg(format!("--as={bytes}"))
+            .arg("--")
+            .arg(program)
+            .env_clear()
+            .envs(cmd.as_std().get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        // Fewer malloc arenas: the worker's baseline address space stays small.
+        capped.env("MALLOC_ARENA_MAX", "2");
+        cmd = capped;
+        Process::spawn(cmd, "kiln-worker health on ", "worker").await
+    }
+
+    /// Messages waiting in this test's queue `{prefix}{name}` (e.g. `card`).
+    pub async fn queue_depth(&self, name: &str) -> anyhow::Result<u32> {
+        let amqp = lapin::Connection::connect(&std::env::var("KILN_AMQP_URL")?, Default::default())
+            .await?;
+        let channel = amqp.create_channel().await?;
+        let queue = channel
+            .queue_declare(
+                format!("{}{name}", self.queue_prefix).into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await?;
+        let _ = amqp.close(200, "".into()).await;
+        Ok(queue.message_count())
+    }
+
+    /// Transactions committed in this test's database so far: what Kiln has
+    /// asked Postgres (each statement outside a transaction is one).
+    pub async fn transactions(&self) -> anyhow::Result<i64> {
+        let admin_url = std::env::var("KILN_DATABASE_URL")?;
+        let mut admin = PgConnection::connect(&admin_url).await?;
+        // Statistics reach the shared view when a backend is idle, within a second.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT (xact_commit + xact_rollback)::int8 FROM pg_stat_database WHERE datname = $1",
+        )
+        .bind(format!("kiln_{}", self.id))
+        .fetch_one(&mut admin)
+        .await?;
+        Ok(count)
+    }
+
+    /// Runs `binary` (`kiln-api`, `kiln-worker`) with this test's
+    /// environment and `overrides` until it exits (at most 20 s): for
+    /// settings it must refuse at start-up.
+    pub async fn run_to_exit(
+        &self,
+        binary: &str,
+        overrides: &[(&str, &str)],
+    ) -> anyhow::Result<std::process::Output> {
+        let mut cmd = self.command(binary, overrides);
+        cmd.stdin(Stdio::null());
+        Ok(tokio::time::timeout(Duration::from_secs(20), cmd.output()).await??)
+    }
+
     /// Runs the `kiln` command line with this test's environment.
     pub async fn cli(
         &self,
@@ -320,8 +400,12 @@ impl Process {
         });
         let stdout = child.stdout.take().context("stdout")?;
         let mut lines = BufReader::new(stdout).lines();
+        let stdout_log = log.clone();
         let ready = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await? {
+                if let Ok(mut log) = stdout_log.lock() {
+                    log.push(line.clone());
+                }
                 if let Some(url) = line.strip_prefix(ready_prefix) {
                     return Ok::<_, anyhow::Error>(url.trim().to_owned());
                 }
@@ -369,6 +453,16 @@ impl Process {
             .map(|(_, b)| b.to_owned())
             .unwrap_or_default();
         Ok((status, body))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Samples the process's resident memory every 20 ms until the sampler
+    /// is stopped; [`RssSampler::stop`] gives the peak.
+    pub fn sample_rss(&self) -> RssSampler {
+        RssSampler::start(self.pid().unwrap_or(0))
     }
 
     /// Whether the process is still running (it has not exited or crashed).
@@ -452,6 +546,51 @@ impl Process {
             .filter(|line| labels.iter().all(|l| line.contains(l)))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum())
+    }
+}
+
+/// Resident memory of a process, in MiB, from `/proc/{pid}/status`.
+pub fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// A background sampler of one process's resident memory.
+pub struct RssSampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    peak: tokio::task::JoinHandle<f64>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let peak = tokio::spawn(async move {
+            let mut peak = 0.0f64;
+            loop {
+                if let Some(now) = rss_mib(pid) {
+                    peak = peak.max(now);
+                }
+                tokio::select! {
+                    _ = &mut stopped => return peak,
+                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+            }
+        });
+        Self { stop, peak }
+    }
+
+    /// The highest RSS seen, in MiB.
+    pub async fn stop(self) -> f64 {
+        let _ = self.stop.send(());
+        self.peak.await.unwrap_or(0.0)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Keeps the captcha pool full: creates the 16^n slots, then every worker
-//! that handles captchas claims
-//! empty slots in small batches (`FOR UPDATE SKIP LOCKED`, so workers never
-//! collide) and draws them, until none is left; then checks again shortly.
+//! that handles captchas claims empty slots in small batches (`FOR UPDATE
+//! SKIP LOCKED`, so workers never collide) and draws them, until none is
+//! left; then checks again shortly. Each round also returns captchas whose
+//! lease expired unanswered to the pool.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,12 @@ pub async fn run(ctx: Arc<CaptchaContext>, batch: usize, cancel: CancellationTok
         }
     }
     loop {
+        // Captchas issued and never answered go back to the pool (their old
+        // lease answers nothing).
+        let ttl = ctx.config.issue_ttl.as_secs_f64();
+        if let Err(err) = captcha_pool::expire_leases(&ctx.db, ttl).await {
+            tracing::warn!(%err, "captcha refill: cannot expire old leases");
+        }
         let claimed = match captcha_pool::claim_batch(&ctx.db, batch as i64, STALE_CLAIM_SECS).await
         {
             Ok(slots) => slots,

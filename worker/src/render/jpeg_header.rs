@@ -146,7 +146,7 @@ pub(crate) mod tests {
     /// filler | real SOF 65535×65535×3 | SOS`. A scan that takes RST0 as
     /// length-less (libjpeg's reading) sees the decoy; zune-jpeg reads the
     /// decoy's `FF C0` as RST0's length and skips straight to the real frame.
-    pub fn decoy_frame_jpeg() -> Vec<u8> {
+    pub(crate) fn decoy_frame_jpeg() -> Vec<u8> {
         let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xD0];
         let mut components = Vec::new();
         for id in 1..=4u8 {

@@ -21,6 +21,8 @@ mod color;
 mod decode;
 mod effects;
 pub mod encode;
+#[cfg(test)]
+mod fuzz_headers;
 pub mod geometry;
 mod jpeg_header;
 mod orient;
