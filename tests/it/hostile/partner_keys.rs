@@ -71,6 +71,10 @@ async fn made_up_keys_cost_neither_memory_nor_queries() -> anyhow::Result<()> {
     let (answers, partner_codes) = tokio::join!(attack, partner);
     let peak = rss.stop().await;
     let after = env.transactions().await?;
+    eprintln!(
+        "{} transactions during the attack, api RSS peak {peak:.0} MiB",
+        after - before
+    );
     for answer in answers {
         let status = answer?;
         assert!(status == 403 || status == 429, "{status}");
