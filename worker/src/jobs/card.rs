@@ -94,10 +94,13 @@ async fn run(ctx: &CardContext, job: &CardJob, resumed: bool) -> Result<(), JobE
     let rendered = started.elapsed();
     let content_type = job.format.content_type();
     let size = bytes.len() as u64;
-    ctx.storage
-        .put_rendition(&job.object_key, Bytes::from(bytes), content_type)
-        .await
-        .context("uploading the card")?;
+    super::rendition_outcome::store(
+        &ctx.storage,
+        &job.object_key,
+        Bytes::from(bytes),
+        content_type,
+    )
+    .await?;
     renditions::mark_ready(&ctx.db, &job.cache_key, content_type, size)
         .await
         .context("marking the card ready")?;

@@ -145,10 +145,13 @@ pub async fn run(ctx: &JobContext, job: &ImageJob, delivered: Delivered) -> Resu
 
     let content_type = rendered.format.content_type();
     let size = rendered.bytes.len() as u64;
-    ctx.storage
-        .put_rendition(&job.object_key, Bytes::from(rendered.bytes), content_type)
-        .await
-        .context("uploading the rendition")?;
+    super::rendition_outcome::store(
+        &ctx.storage,
+        &job.object_key,
+        Bytes::from(rendered.bytes),
+        content_type,
+    )
+    .await?;
     let uploaded = started.elapsed();
     renditions::mark_ready(&ctx.db, &job.cache_key, content_type, size)
         .await

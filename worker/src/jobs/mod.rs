@@ -163,6 +163,37 @@ pub(crate) mod rendition_outcome {
         Ok(true)
     }
 
+    /// How long a finished render keeps trying to upload its bytes while
+    /// S3 is away, before the job is given back (and rendered again later).
+    const UPLOAD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+    /// Uploads a rendered object, retrying with backoff for up to
+    /// [`UPLOAD_PATIENCE`]: a render is the expensive part, so a short S3
+    /// outage costs a wait, not a second render.
+    pub async fn store(
+        storage: &Storage,
+        object_key: &str,
+        bytes: bytes::Bytes,
+        content_type: &str,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + UPLOAD_PATIENCE;
+        let mut pause = std::time::Duration::from_millis(250);
+        loop {
+            match storage
+                .put_rendition(object_key, bytes.clone(), content_type)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(err) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::warn!(%err, "upload failed; trying again in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(4));
+                }
+                Err(err) => return Err(anyhow::Error::new(err).context("uploading the rendition")),
+            }
+        }
+    }
+
     pub async fn failed(
         db: &PgPool,
         cache_key: &str,
