@@ -16,6 +16,9 @@ use kiln_core::options::AutoFormats;
 use crate::client_addr::TrustedProxies;
 use crate::server::ServerLimits;
 
+/// Where the process listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
 /// How a ready rendition reaches the client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivery {
@@ -41,6 +44,14 @@ pub struct ApiConfig {
     pub miss_wait: Duration,
     pub retry_after_secs: u64,
     pub max_waiting: usize,
+    /// Originals uploaded at once (`PUT /v1/originals`); each holds one part.
+    pub upload_concurrency: usize,
+    /// Renditions not asked for in this many days are deleted (unset: kept).
+    pub retention_days: Option<u32>,
+    /// How often hit times are written (retention only).
+    pub hit_flush: Duration,
+    /// How often renditions past retention are looked for.
+    pub retention_sweep: Duration,
     pub source_cache_ttl: Duration,
     pub stale_claim_secs: f64,
     pub migrate: bool,
@@ -142,7 +153,7 @@ impl ApiConfig {
                 })
             }
         };
-        let listen = var_or("KILN_LISTEN", "127.0.0.1:8080");
+        let listen = var_or("KILN_LISTEN", DEFAULT_LISTEN);
         Ok(Self {
             listen: listen
                 .parse()
@@ -152,6 +163,13 @@ impl ApiConfig {
             miss_wait: millis_or("KILN_MISS_WAIT_MS", 10_000)?,
             retry_after_secs: parse_or("KILN_RETRY_AFTER_SECS", 2)?,
             max_waiting: parse_or("KILN_MAX_WAITING", 2048)?,
+            upload_concurrency: parse_or("KILN_UPLOAD_CONCURRENCY", 4)?,
+            retention_days: match parse_or::<u32>("KILN_RETENTION_DAYS", 0)? {
+                0 => None,
+                days => Some(days),
+            },
+            hit_flush: Duration::from_secs(parse_or("KILN_HIT_FLUSH_SECS", 60)?),
+            retention_sweep: Duration::from_secs(parse_or("KILN_RETENTION_SWEEP_SECS", 3600)?),
             source_cache_ttl: Duration::from_secs(parse_or("KILN_SOURCE_CACHE_TTL_SECS", 60u64)?),
             stale_claim_secs: parse_or("KILN_REQUEUE_AFTER_SECS", 120.0)?,
             migrate: bool_or("KILN_MIGRATE", true)?,

@@ -27,6 +27,7 @@ pub async fn deliver(
     expires: Option<i64>,
 ) -> Result<Response, ApiError> {
     let left = expires.map(|at| Duration::from_secs((at - unix_now()).max(1) as u64));
+    state.hits.record(cache_key);
     match state.config.delivery {
         Delivery::Redirect => redirect(state, cache_key, object_key, left).await,
         Delivery::Proxy => proxy(state, cache_key, object_key, request_headers, left).await,

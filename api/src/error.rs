@@ -1,5 +1,7 @@
 //! The api's error type. Handlers return `Result<_, ApiError>`; each variant is
-//! one status code with a short plain-text body written for the client.
+//! one status code with a short plain-text body written for the client, and
+//! describes itself (kind and detail) so that `/v1` answers it as
+//! problem+json (`crate::problem`).
 //! Dependency failures are logged with their cause chain and answered 503 with
 //! `Retry-After`; internal error text never reaches a response body.
 
@@ -23,6 +25,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("not an admin key")]
     NotAdmin,
+    #[error("{0}")]
+    Forbidden(String),
     #[error("source not found")]
     NotFound,
     #[error("{0}")]
@@ -72,7 +76,7 @@ impl ApiError {
             Self::BadLink(code) => *code,
             Self::Expired | Self::Gone(_) => StatusCode::GONE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::NotAdmin => StatusCode::FORBIDDEN,
+            Self::NotAdmin | Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound | Self::NotFoundMessage(_) | Self::UnknownTemplate => {
                 StatusCode::NOT_FOUND
             }
@@ -87,6 +91,31 @@ impl ApiError {
             Self::RateLimited { .. }
             | Self::RateLimitedMessage { .. }
             | Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+
+    /// The problem kind `/v1` names in `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad-request",
+            Self::BadSignature => "invalid-signature",
+            Self::BadLink(_) => "invalid-link",
+            Self::Expired => "expired",
+            Self::Gone(_) => "gone",
+            Self::Unauthorized => "unauthorized",
+            Self::NotAdmin | Self::Forbidden(_) => "forbidden",
+            Self::NotFound | Self::NotFoundMessage(_) => "not-found",
+            Self::UnknownTemplate => "unknown-template",
+            Self::Conflict(_) => "conflict",
+            Self::TooLarge(_) => "too-large",
+            Self::BodyTimeout => "request-timeout",
+            Self::UnsupportedMediaType(_) => "unsupported-media-type",
+            Self::Unprocessable(_) => "unprocessable",
+            Self::NotReadyYet { .. } => "not-ready",
+            Self::Overloaded { .. } => "overloaded",
+            Self::RateLimited { .. } | Self::RateLimitedMessage { .. } => "rate-limited",
+            Self::QuotaExceeded { .. } => "quota-exceeded",
+            Self::Dependency { .. } => "unavailable",
         }
     }
 
@@ -114,10 +143,8 @@ impl IntoResponse for ApiError {
             }
             _ => None,
         };
-        let status = self.status();
-        let mut response = (status, format!("{self}\n")).into_response();
+        let mut response = crate::problem::plain(self.status(), self.kind(), self.to_string());
         let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if matches!(self, Self::Unauthorized) {
             // Basic lets a browser prompt for the key (card previews).
             headers.insert(

@@ -38,11 +38,45 @@ fn insert_bounded<V>(map: &RwLock<HashMap<String, V>>, key: String, value: V) {
     }
 }
 
+/// Removes the notice's cache keys from `map`, or everything.
+fn forget_keys<V>(map: &RwLock<HashMap<String, V>>, notice: &kiln_core::purge::Notice) {
+    if let Ok(mut map) = map.write() {
+        if notice.all {
+            map.clear();
+        } else {
+            for key in &notice.keys {
+                map.remove(key);
+            }
+        }
+    }
+}
+
 impl HotCache {
     pub fn source(&self, key: &str, ttl: Duration) -> Option<ObjectMeta> {
         let map = self.sources.read().ok()?;
         let (meta, at) = map.get(key)?;
         (at.elapsed() < ttl).then(|| meta.clone())
+    }
+
+    /// Forgets what a purge removed (every api hears it through NOTIFY).
+    pub fn forget(&self, notice: &kiln_core::purge::Notice) {
+        if let Some(source) = &notice.source {
+            self.forget_source(source);
+        }
+        forget_keys(&self.ready, notice);
+        forget_keys(&self.ready_keys, notice);
+        if notice.all {
+            if let Ok(mut map) = self.sources.write() {
+                map.clear();
+            }
+        }
+    }
+
+    /// Drops what is known of an original (it was replaced or deleted).
+    pub fn forget_source(&self, key: &str) {
+        if let Ok(mut map) = self.sources.write() {
+            map.remove(key);
+        }
     }
 
     pub fn put_source(&self, key: &str, meta: ObjectMeta) {
@@ -57,6 +91,14 @@ impl HotCache {
 
     pub fn put_ready_url(&self, cache_key: &str, url: ReadyUrl) {
         insert_bounded(&self.ready, cache_key.to_owned(), url);
+    }
+
+    /// Whether this process holds any ready rendition it can answer without
+    /// PostgreSQL.
+    pub fn knows_renditions(&self) -> bool {
+        let held = |len: Option<usize>| len.is_some_and(|len| len > 0);
+        held(self.ready.read().ok().map(|map| map.len()))
+            || held(self.ready_keys.read().ok().map(|map| map.len()))
     }
 
     /// The object key of a rendition known to be ready.

@@ -16,6 +16,7 @@ use kiln_core::{db, env_file, shutdown, telemetry};
 mod admin;
 mod body;
 mod bulk_feeder;
+mod cache_tags;
 mod captcha_issuer;
 mod client_addr;
 mod config;
@@ -25,8 +26,11 @@ mod hot_cache;
 mod metering;
 mod metrics;
 mod partner_access;
+mod problem;
 mod rate_limit;
 mod rendition;
+mod request_id;
+mod retention;
 mod routes;
 mod server;
 mod state;
@@ -39,6 +43,10 @@ use waiters::Waiters;
 
 fn main() -> ExitCode {
     let env_file = env_file::load();
+    // `healthcheck`: probe the running process's /readyz (container health).
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return kiln_core::healthcheck::run("KILN_LISTEN", config::DEFAULT_LISTEN);
+    }
     telemetry::init_tracing();
     if let Err(err) = env_file {
         tracing::error!("{err:#}");
@@ -86,14 +94,15 @@ async fn run(config: ApiConfig) -> anyhow::Result<()> {
         db::migrate(&db).await?;
     }
     let waiters = Arc::new(Waiters::default());
+    let hot = Arc::new(hot_cache::HotCache::default());
     // Requests still being served at shutdown wait on renders: the listener
     // that wakes them stops only after the server has drained.
     let stop_listener = tokio_util::sync::CancellationToken::new();
-    let listener_task = tokio::spawn(
-        waiters
-            .clone()
-            .run_listener(db.clone(), stop_listener.clone()),
-    );
+    let listener_task = tokio::spawn(waiters.clone().run_listener(
+        db.clone(),
+        hot.clone(),
+        stop_listener.clone(),
+    ));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -136,7 +145,9 @@ async fn run(config: ApiConfig) -> anyhow::Result<()> {
         )),
         readiness: Default::default(),
         wait_slots: Semaphore::new(config.max_waiting),
-        hot: Default::default(),
+        upload_slots: Semaphore::new(config.upload_concurrency),
+        hot,
+        hits: retention::HitLog::new(config.retention_days.is_some()),
         partner_keys: partner_access::KeyCache::new(config.partner_cache_capacity),
         meter: metering::Meter::new(config.audit),
         quotas: Default::default(),
@@ -148,8 +159,10 @@ async fn run(config: ApiConfig) -> anyhow::Result<()> {
     });
     let app = routes::router(state.clone());
     let feeder = tokio::spawn(bulk_feeder::run(state.clone(), cancel.clone()));
-    // Usage counts are flushed until the server has finished its last request.
+    // Usage counts and hit times are flushed until the server has finished
+    // its last request.
     let stop_flusher = tokio_util::sync::CancellationToken::new();
+    let retention = tokio::spawn(retention::run(state.clone(), stop_flusher.clone()));
     let flusher = tokio::spawn({
         let (state, stop) = (state.clone(), stop_flusher.clone());
         async move {
@@ -200,6 +213,7 @@ async fn run(config: ApiConfig) -> anyhow::Result<()> {
     stop_flusher.cancel();
     stop_listener.cancel();
     let _ = flusher.await;
+    let _ = retention.await;
     let _ = feeder.await;
     let _ = listener_task.await;
     db.close().await;

@@ -21,9 +21,14 @@ pub const BULK_ITEMS_QUEUED: &str = "kiln_bulk_items_queued_total";
 pub const PARTNER_KEY_CACHE: &str = "kiln_partner_key_cache_entries";
 pub const QUEUE_FULL: &str = "kiln_queue_full_total";
 pub const CONNECTIONS_REFUSED: &str = "kiln_http_connections_refused_total";
+pub const RETENTION_DELETED: &str = "kiln_retention_deleted_total";
 
 pub fn describe() {
     use metrics::{describe_counter, describe_histogram, Unit};
+    describe_counter!(
+        RETENTION_DELETED,
+        "Renditions deleted because nobody asked for them within KILN_RETENTION_DAYS"
+    );
     describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status code");
     describe_histogram!(
         HTTP_DURATION,

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::http::{header, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -50,6 +50,8 @@ fn kind_of(path: &str) -> Option<&'static str> {
         ("/crop/", "image"),
         ("/card/", "card"),
         ("/v1/jobs", "job"),
+        ("/v1/originals/", "upload"),
+        ("/v1/purge", "purge"),
         ("/v1/usage", "report"),
         ("/usage", "report"),
     ];
@@ -367,22 +369,17 @@ async fn held_to_limits(state: &AppState, owner: &KeyOwner) -> Result<(), ApiErr
 /// The answer to an unknown or revoked key.
 pub fn deny(state: &AppState) -> Response {
     let status = state.config.partner_deny_status;
-    let body = if status == StatusCode::NOT_FOUND {
-        "not found\n"
+    if status == StatusCode::NOT_FOUND {
+        crate::problem::plain(status, "not-found", "not found".into())
     } else {
-        "invalid or revoked key\n"
-    };
-    let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+        crate::problem::plain(status, "invalid-key", "invalid or revoked key".into())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderMap;
+    use axum::http::{HeaderMap, HeaderValue};
 
     fn take(uri: &str, headers: &HeaderMap) -> Option<(String, String)> {
         take_key(&uri.parse().unwrap(), headers).map(|(k, u)| (k, u.to_string()))

@@ -34,7 +34,7 @@ pub async fn serve_image(
         deliver_if_known_ready(state, &target.cache_key, request_headers, expires).await?
     {
         metrics::counter!(m::CACHE_HITS, "kind" => "image").increment(1);
-        return Ok(response);
+        return Ok(crate::cache_tags::tag(response, source));
     }
     let source_size = target.meta.size;
     let planned = planned_image(state, source, target);
@@ -45,7 +45,7 @@ pub async fn serve_image(
         return Err(ApiError::TooLarge(message));
     }
     match find_or_render(state, &Miss::of(&planned), request_headers, expires).await? {
-        Rendered::Delivered(response) => Ok(response),
+        Rendered::Delivered(response) => Ok(crate::cache_tags::tag(response, source)),
         Rendered::Failed {
             http_status,
             message,
@@ -115,6 +115,7 @@ fn planned_image(state: &AppState, source: &SourceKey, target: ImageTarget) -> P
         source_bytes: Some(meta.size),
         attempt: 1,
         enqueued_at_ms: Some(kiln_core::job::now_ms()),
+        request_id: crate::request_id::current(),
     };
     Planned {
         kind: JobKind::Image.name().to_owned(),

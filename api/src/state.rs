@@ -24,9 +24,13 @@ pub struct AppState {
     pub storage: Storage,
     pub publisher: Publisher,
     pub waiters: Arc<Waiters>,
-    pub hot: HotCache,
+    pub hot: Arc<HotCache>,
+    /// Renditions delivered since the last flush of hit times (retention).
+    pub hits: crate::retention::HitLog,
     /// Bounds how many requests may wait for renders at once.
     pub wait_slots: Semaphore,
+    /// Bounds how many originals are uploaded at once (each holds a part).
+    pub upload_slots: Semaphore,
     pub metrics: Option<PrometheusHandle>,
     /// Card templates, loaded once at start-up.
     pub templates: Templates,

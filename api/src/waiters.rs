@@ -13,7 +13,10 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use kiln_core::purge;
 use kiln_core::renditions::CHANNEL;
+
+use crate::hot_cache::HotCache;
 
 #[derive(Default)]
 pub struct Waiters {
@@ -75,8 +78,14 @@ impl Waiters {
         }
     }
 
-    /// Listens for rendition notifications until `cancel` fires, reconnecting on failure.
-    pub async fn run_listener(self: Arc<Self>, pool: PgPool, cancel: CancellationToken) {
+    /// Listens for rendition and purge notifications until `cancel` fires,
+    /// reconnecting on failure. A purge notice goes to `hot`.
+    pub async fn run_listener(
+        self: Arc<Self>,
+        pool: PgPool,
+        hot: Arc<HotCache>,
+        cancel: CancellationToken,
+    ) {
         while !cancel.is_cancelled() {
             let mut listener = match PgListener::connect_with(&pool).await {
                 Ok(listener) => listener,
@@ -88,19 +97,27 @@ impl Waiters {
                     }
                 }
             };
-            if let Err(err) = listener.listen(CHANNEL).await {
+            if let Err(err) = listener.listen_all([CHANNEL, purge::CHANNEL]).await {
                 tracing::warn!(%err, "LISTEN failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
-            // Whatever finished while nobody listened is found by re-reading.
+            // Whatever finished while nobody listened is found by re-reading;
+            // whatever was purged meanwhile is forgotten.
             self.wake_all();
+            hot.forget(&purge::Notice {
+                all: true,
+                ..Default::default()
+            });
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     // try_recv, not recv: recv would reconnect silently and
                     // nobody would know to re-read what was missed.
                     received = listener.try_recv() => match received {
+                        Ok(Some(notification)) if notification.channel() == purge::CHANNEL => {
+                            hot.forget(&purge::Notice::parse(notification.payload()));
+                        }
                         Ok(Some(notification)) => self.wake(notification.payload()),
                         Ok(None) => {
                             tracing::warn!("rendition listener lost its connection");

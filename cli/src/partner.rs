@@ -1,91 +1,130 @@
-//! `kiln partner create|list|revoke|rotate-key`: the same as the admin API,
-//! straight against Postgres (`KILN_DATABASE_URL`).
+//! `kiln partner create|list|rotate-key|revoke`: the same as the admin API,
+//! straight against PostgreSQL (`KILN_DATABASE_URL`).
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde_json::json;
+
 use kiln_core::config::DbConfig;
-use kiln_core::partners::{self, Limits};
+use kiln_core::partners::{self, Limits, PartnerError};
 
-pub const USAGE: &str = "\
-  kiln partner create NAME [--prefix P]... [--rate N] [--burst N] [--monthly N]
-                               create a partner; prints its key (shown once)
-  kiln partner list            partners, their limits and keys (by hint)
-  kiln partner rotate-key NAME [--prefix P]...
-                               a new key; the partner's old keys are revoked
-  kiln partner revoke NAME     revoke the partner and every key it holds";
+use crate::output::{usage, CliResult, Failure, Output};
 
-/// Flags of `create` and `rotate-key`.
-#[derive(Default)]
-struct Flags {
-    prefixes: Vec<String>,
-    limits: Limits,
+#[derive(Subcommand)]
+pub enum PartnerCommand {
+    /// Create a partner; prints its key (shown once).
+    Create {
+        name: String,
+        #[command(flatten)]
+        prefixes: Prefixes,
+        /// Requests per second (token bucket rate).
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+        rate: Option<i32>,
+        /// Burst size of the rate limit.
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+        burst: Option<i32>,
+        /// Requests per calendar month.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        monthly: Option<i64>,
+    },
+    /// Partners, their limits and keys (by hint).
+    List,
+    /// Issue a new key; the partner's old keys are revoked.
+    RotateKey {
+        name: String,
+        #[command(flatten)]
+        prefixes: Prefixes,
+    },
+    /// Revoke the partner and every key it holds.
+    Revoke { name: String },
 }
 
-fn parse_flags(args: &[&str]) -> anyhow::Result<Flags> {
-    let mut flags = Flags::default();
-    let mut rest = args.iter();
-    while let Some(flag) = rest.next() {
-        let value = rest
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?;
-        let number = || {
-            value
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .with_context(|| format!("{flag} must be a positive number"))
-        };
-        match *flag {
-            "--prefix" => flags.prefixes.push((*value).to_owned()),
-            "--rate" => flags.limits.rate_per_second = Some(i32::try_from(number()?)?),
-            "--burst" => flags.limits.burst = Some(i32::try_from(number()?)?),
-            "--monthly" => flags.limits.monthly_quota = Some(number()?),
-            other => bail!("unknown flag {other}\n{USAGE}"),
-        }
+#[derive(Args)]
+pub struct Prefixes {
+    /// A source prefix (whole path segments) the key may reach; repeatable.
+    #[arg(long = "prefix", value_name = "PREFIX")]
+    list: Vec<String>,
+}
+
+/// A partner error the user caused (bad name, prefix or limit) is a usage
+/// error; anything else (not found, database down) a failure.
+fn failure(err: PartnerError) -> Failure {
+    match err {
+        PartnerError::Invalid(message) => usage(message),
+        other => Failure::Failed(other.into()),
     }
-    Ok(flags)
 }
 
-pub fn run(args: &[&str]) -> anyhow::Result<()> {
+pub fn run(command: PartnerCommand, out: &Output) -> CliResult {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(async {
         let db = kiln_core::db::pool(&DbConfig::from_env()?)?;
-        match args {
-            ["create", name, flags @ ..] => {
-                let flags = parse_flags(flags)?;
-                let issued = partners::create(&db, name, &flags.prefixes, &flags.limits).await?;
-                println!("created partner {} (id {})", issued.name, issued.id);
-                println!("key (shown once): {}", issued.key);
+        match command {
+            PartnerCommand::Create {
+                name,
+                prefixes,
+                rate,
+                burst,
+                monthly,
+            } => {
+                let limits = Limits {
+                    rate_per_second: rate,
+                    burst,
+                    monthly_quota: monthly,
+                };
+                let issued = partners::create(&db, &name, &prefixes.list, &limits)
+                    .await
+                    .map_err(failure)?;
+                out.print(
+                    || {
+                        format!(
+                            "created partner {} (id {})\nkey (shown once): {}",
+                            issued.name, issued.id, issued.key
+                        )
+                    },
+                    json!(issued),
+                );
             }
-            ["rotate-key", name, flags @ ..] => {
-                let flags = parse_flags(flags)?;
-                if flags.limits != Limits::default() {
-                    bail!("rotate-key takes --prefix only");
-                }
-                let prefixes = (!flags.prefixes.is_empty()).then_some(flags.prefixes.as_slice());
-                let issued = partners::rotate_key(&db, name, prefixes).await?;
-                println!("new key for {} (shown once): {}", issued.name, issued.key);
-                println!("old keys revoked (api processes stop accepting them within KILN_PARTNER_CACHE_SECS)");
+            PartnerCommand::RotateKey { name, prefixes } => {
+                let list = (!prefixes.list.is_empty()).then_some(prefixes.list.as_slice());
+                let issued = partners::rotate_key(&db, &name, list)
+                    .await
+                    .map_err(failure)?;
+                out.print(
+                    || {
+                        format!(
+                            "new key for {} (shown once): {}\nold keys revoked (api processes stop accepting them within KILN_PARTNER_CACHE_SECS)",
+                            issued.name, issued.key
+                        )
+                    },
+                    json!(issued),
+                );
             }
-            ["revoke", name] => {
-                partners::revoke(&db, name).await?;
-                println!("revoked partner {name} and its keys");
+            PartnerCommand::Revoke { name } => {
+                partners::revoke(&db, &name).await.map_err(failure)?;
+                out.print(
+                    || format!("revoked partner {name} and its keys"),
+                    json!({ "name": name, "revoked": true }),
+                );
             }
-            ["list"] => print_list(&partners::list(&db).await?),
-            _ => bail!("usage:\n{USAGE}"),
+            PartnerCommand::List => {
+                let all = partners::list(&db).await.context("listing partners")?;
+                out.print(|| list_text(&all), json!(all));
+            }
         }
         Ok(())
     })
 }
 
-fn print_list(all: &[partners::Partner]) {
+fn list_text(all: &[partners::Partner]) -> String {
     if all.is_empty() {
-        println!("no partners yet: kiln partner create NAME");
-        return;
+        return "no partners yet: kiln partner create NAME".to_owned();
     }
     let limit = |v: Option<i64>| v.map_or("-".to_owned(), |v| v.to_string());
-    println!(
+    let mut text = format!(
         "{:<24} {:>8} {:>6} {:>12}  {:<8}  keys",
         "name", "rate/s", "burst", "monthly", "state"
     );
@@ -102,8 +141,8 @@ fn print_list(all: &[partners::Partner]) {
                 }
             })
             .collect();
-        println!(
-            "{:<24} {:>8} {:>6} {:>12}  {:<8}  {}",
+        text.push_str(&format!(
+            "\n{:<24} {:>8} {:>6} {:>12}  {:<8}  {}",
             p.name,
             limit(p.limits.rate_per_second.map(i64::from)),
             limit(p.limits.burst.map(i64::from)),
@@ -114,6 +153,7 @@ fn print_list(all: &[partners::Partner]) {
                 "active"
             },
             keys.join("; ")
-        );
+        ));
     }
+    text
 }

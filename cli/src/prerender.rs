@@ -3,16 +3,26 @@
 //! absolute one) or a JSON item (`{"image":{…}}`, `{"card":{…}}`) — or one JSON
 //! document (`{"items":[…]}` or `[…]`). `#` starts a comment line.
 //!
-//! The api is `KILN_API_URL` (default `KILN_PUBLIC_URL`, then
-//! `http://127.0.0.1:8080`); the key is `KILN_API_KEY` (a partner key or an
-//! admin key), else the first of `KILN_ADMIN_KEYS`.
+//! The api, key and CA come from `--api`/`--key`/`--ca-cert` or the
+//! environment (see `api_client`).
 
 use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use kiln_core::config::{var_opt, var_or};
+use clap::Args;
 use serde_json::{json, Value};
+
+use crate::api_client::{Api, ApiArgs};
+use crate::output::{usage, CliResult, Output};
+
+#[derive(Args)]
+pub struct PrerenderArgs {
+    /// One item per line (a URL or a JSON item), or one JSON document.
+    file: std::path::PathBuf,
+    #[command(flatten)]
+    api: ApiArgs,
+}
 
 const POLL: Duration = Duration::from_millis(500);
 const BAR_WIDTH: usize = 30;
@@ -56,42 +66,31 @@ fn bar(done: i64, total: i64) -> String {
     format!("[{}{}]", "#".repeat(filled), ".".repeat(BAR_WIDTH - filled))
 }
 
-pub fn run(file: &str) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
-    let items = read_items(&text)?;
+pub fn run(args: &PrerenderArgs, out: &Output) -> CliResult {
+    let file = args.file.display().to_string();
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {file}"))?;
+    let items = read_items(&text).map_err(|e| usage(format!("{file}: {e:#}")))?;
     if items.is_empty() {
-        bail!("{file} holds no items");
+        return Err(usage(format!("{file} holds no items")));
     }
-    let api = var_opt("KILN_API_URL")
-        .or_else(|| var_opt("KILN_PUBLIC_URL"))
-        .unwrap_or_else(|| "http://127.0.0.1:8080".into());
-    let api = api.trim_end_matches('/').to_owned();
-    let key = var_opt("KILN_API_KEY")
-        .or_else(|| {
-            var_or("KILN_ADMIN_KEYS", "")
-                .split(',')
-                .map(str::trim)
-                .find(|k| !k.is_empty())
-                .map(str::to_owned)
-        })
-        .context("set KILN_API_KEY to a partner or admin key")?;
+    let api = args.api.connect(Duration::from_secs(120))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(submit_and_follow(&api, &key, items))
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(submit_and_follow(&api, items, out))?;
+    Ok(())
 }
 
-async fn submit_and_follow(api: &str, key: &str, items: Vec<Value>) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()?;
+async fn submit_and_follow(api: &Api, items: Vec<Value>, out: &Output) -> anyhow::Result<()> {
+    let Api { base, key, client } = api;
     let response = client
-        .post(format!("{api}/v1/jobs"))
+        .post(format!("{base}/v1/jobs"))
         .bearer_auth(key)
         .json(&json!({ "items": items }))
         .send()
         .await
-        .with_context(|| format!("submitting to {api}"))?;
+        .with_context(|| format!("submitting to {base}"))?;
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if status.as_u16() != 202 {
@@ -101,13 +100,17 @@ async fn submit_and_follow(api: &str, key: &str, items: Vec<Value>) -> anyhow::R
         .as_str()
         .context("no job id in the answer")?
         .to_owned();
-    eprintln!(
-        "job {id}: {} items, {} already cached",
-        body["total"], body["already_cached"]
-    );
+    // Progress goes to stderr, for people; --json keeps stderr quiet.
+    let people = !out.is_json();
+    if people {
+        eprintln!(
+            "job {id}: {} items, {} already cached",
+            body["total"], body["already_cached"]
+        );
+    }
     loop {
         let progress: Value = client
-            .get(format!("{api}/v1/jobs/{id}"))
+            .get(format!("{base}/v1/jobs/{id}"))
             .bearer_auth(key)
             .send()
             .await?
@@ -121,18 +124,22 @@ async fn submit_and_follow(api: &str, key: &str, items: Vec<Value>) -> anyhow::R
             progress["cancelled"].as_i64().unwrap_or(0),
         );
         let finished = done + failed + cancelled;
-        eprint!(
-            "\r{} {finished}/{total}  done {done}  failed {failed}  cancelled {cancelled}  ",
-            bar(finished, total)
-        );
-        let _ = std::io::stderr().flush();
+        if people {
+            eprint!(
+                "\r{} {finished}/{total}  done {done}  failed {failed}  cancelled {cancelled}  ",
+                bar(finished, total)
+            );
+            let _ = std::io::stderr().flush();
+        }
         if progress["state"] != "running" {
-            eprintln!();
-            for item in progress["failed_items"].as_array().into_iter().flatten() {
-                eprintln!(
-                    "  item {}: {} ({})",
-                    item["item"], item["error"], item["status"]
-                );
+            if people {
+                eprintln!();
+                for item in progress["failed_items"].as_array().into_iter().flatten() {
+                    eprintln!(
+                        "  item {}: {} ({})",
+                        item["item"], item["error"], item["status"]
+                    );
+                }
             }
             println!("{}", serde_json::to_string(&progress)?);
             if failed > 0 {

@@ -49,6 +49,10 @@ pub struct ImageJob {
     /// When the api queued the job (UNIX milliseconds), to measure queue wait.
     #[serde(default)]
     pub enqueued_at_ms: Option<u64>,
+    /// The id of the request whose miss queued this job (`x-request-id`),
+    /// named in the worker's log lines for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// Render one social card. Previews are ordinary jobs under a one-off cache
@@ -70,6 +74,10 @@ pub struct CardJob {
     pub attempt: u32,
     #[serde(default)]
     pub enqueued_at_ms: Option<u64>,
+    /// The id of the request whose miss queued this job (`x-request-id`),
+    /// named in the worker's log lines for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl CardJob {
@@ -127,6 +135,7 @@ mod tests {
             source_bytes: Some(1234),
             attempt: 1,
             enqueued_at_ms: Some(5),
+            request_id: Some("req-1".into()),
         };
         let back: ImageJob = serde_json::from_slice(&job.to_json()).unwrap();
         assert_eq!(back, job);

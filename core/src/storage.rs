@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
@@ -48,6 +47,77 @@ pub struct FetchedObject {
     pub body: ByteStream,
     pub size: u64,
     pub content_type: Option<String>,
+}
+
+/// An original being uploaded in parts ([`Storage::begin_original_upload`]).
+/// Ended by [`finish`](Self::finish) or [`abort`](Self::abort).
+pub struct OriginalUpload {
+    storage: Storage,
+    key: String,
+    upload_id: String,
+    parts: Vec<aws_sdk_s3::types::CompletedPart>,
+}
+
+impl OriginalUpload {
+    /// Sends the next part (at least 5 MiB, but for the last).
+    pub async fn part(&mut self, body: Bytes) -> Result<(), StorageError> {
+        let number = i32::try_from(self.parts.len() + 1).unwrap_or(i32::MAX);
+        let out = self
+            .storage
+            .client
+            .upload_part()
+            .bucket(&self.storage.config.originals_bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| classify(e, "UploadPart"))?;
+        self.parts.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag().map(str::to_owned))
+                .build(),
+        );
+        Ok(())
+    }
+
+    /// Completes the upload: the object appears whole; its ETag.
+    pub async fn finish(self) -> Result<String, StorageError> {
+        let out = self
+            .storage
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.storage.config.originals_bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(
+                aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                    .set_parts(Some(self.parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| classify(e, "CompleteMultipartUpload"))?;
+        Ok(out.e_tag().unwrap_or_default().to_owned())
+    }
+
+    /// Drops the parts sent so far; the object is never created.
+    pub async fn abort(self) {
+        let aborted = self
+            .storage
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.storage.config.originals_bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .send()
+            .await;
+        if let Err(err) = aborted {
+            tracing::warn!(key = %self.key, error = %anyhow::Error::new(err), "aborting a multipart upload failed");
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -193,7 +263,21 @@ impl Storage {
         body: Bytes,
         content_type: &str,
     ) -> anyhow::Result<()> {
-        self.client
+        self.store_original(key, body, content_type)
+            .await
+            .map_err(|e| anyhow::anyhow!("PUT original: {e}"))?;
+        Ok(())
+    }
+
+    /// Stores an original in one PUT; its new ETag.
+    pub async fn store_original(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<String, StorageError> {
+        let out = self
+            .client
             .put_object()
             .bucket(&self.config.originals_bucket)
             .key(key)
@@ -201,8 +285,46 @@ impl Storage {
             .body(ByteStream::from(body))
             .send()
             .await
-            .context("PUT original")?;
-        Ok(())
+            .map_err(|e| classify(e, "PUT original"))?;
+        Ok(out.e_tag().unwrap_or_default().to_owned())
+    }
+
+    /// Whether an original exists (a HEAD).
+    pub async fn original_exists(&self, key: &str) -> Result<bool, StorageError> {
+        match self.head_original(key).await {
+            Ok(_) => Ok(true),
+            Err(StorageError::NotFound) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Starts a multipart upload of an original too large for one part:
+    /// its parts are sent as they arrive, so the api holds one part, not the
+    /// whole file.
+    pub async fn begin_original_upload(
+        &self,
+        key: &str,
+        content_type: &str,
+    ) -> Result<OriginalUpload, StorageError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.config.originals_bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| classify(e, "CreateMultipartUpload"))?;
+        let upload_id = out
+            .upload_id()
+            .ok_or_else(|| StorageError::Unavailable(anyhow::anyhow!("no upload id")))?
+            .to_owned();
+        Ok(OriginalUpload {
+            storage: self.clone(),
+            key: key.to_owned(),
+            upload_id,
+            parts: Vec::new(),
+        })
     }
 
     pub async fn put_rendition(
@@ -256,16 +378,41 @@ impl Storage {
         })
     }
 
-    /// Removes a rendition object (previews are deleted once delivered).
-    pub async fn delete_rendition(&self, object_key: &str) -> Result<(), StorageError> {
+    /// Removes an original (S3 answers a missing key as deleted).
+    pub async fn delete_original(&self, key: &str) -> Result<(), StorageError> {
+        self.delete(&self.config.originals_bucket, key, "DELETE original")
+            .await
+    }
+
+    async fn delete(&self, bucket: &str, key: &str, what: &str) -> Result<(), StorageError> {
         self.client
             .delete_object()
-            .bucket(&self.config.cache_bucket)
-            .key(object_key)
+            .bucket(bucket)
+            .key(key)
             .send()
             .await
-            .map_err(|e| classify(e, "DELETE rendition"))?;
+            .map_err(|e| classify(e, what))?;
         Ok(())
+    }
+
+    /// Removes rendition objects, several at a time; stops at the first
+    /// failure (what is left is deleted when the purge is asked again).
+    pub async fn delete_renditions(&self, object_keys: Vec<String>) -> Result<usize, StorageError> {
+        use futures_util::{StreamExt as _, TryStreamExt as _};
+        futures_util::stream::iter(object_keys)
+            .map(|key| {
+                let storage = self.clone();
+                async move { storage.delete_rendition(&key).await }
+            })
+            .buffer_unordered(16)
+            .try_fold(0, |deleted, ()| async move { Ok(deleted + 1) })
+            .await
+    }
+
+    /// Removes a rendition object (previews are deleted once delivered).
+    pub async fn delete_rendition(&self, object_key: &str) -> Result<(), StorageError> {
+        self.delete(&self.config.cache_bucket, object_key, "DELETE rendition")
+            .await
     }
 
     /// A stored rendition's size and type, if it exists (a retried job finds

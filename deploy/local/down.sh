@@ -7,7 +7,7 @@
 stop_pidfile "$KILN_RUN_DIR/api.pid" kiln-api
 stop_pidfile "$KILN_RUN_DIR/worker.pid" kiln-worker
 [ "${1:-}" = "--keep-services" ] && exit 0
-stop_pidfile "$GARAGE_DIR/garage.pid" Garage
+stop_pidfile "$GARAGE_DIR/garage.pid" garage
 if [ -f "$KILN_STATE_DIR/started-rabbitmq" ]; then
   log "stopping RabbitMQ"; rabbitmqctl stop >/dev/null 2>&1 || true; rm -f "$KILN_STATE_DIR/started-rabbitmq"
 fi

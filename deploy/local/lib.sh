@@ -32,21 +32,33 @@ wait_port() { # host port seconds what
   die "$4 did not come up on $1:$2 within $3 s"
 }
 
-# Stops the process whose pid FILE holds (SIGTERM, then SIGKILL after 10 s),
-# waits for it to exit, and removes FILE.
+# Whether PID is a running process whose executable is called NAME. A pid
+# file outlives its process, and the kernel reuses pids: a pid that now
+# belongs to something else must never be signalled.
+pid_is() { # pid name
+  [ -n "$1" ] && [ -r "/proc/$1/comm" ] && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "${2:0:15}" ]
+}
+
+# Stops the process whose pid FILE holds, if it is still the program NAME
+# (SIGTERM, then SIGKILL after 10 s), waits for it to exit, and removes FILE.
 stop_pidfile() { # file name
   [ -f "$1" ] || return 0
   local pid; pid="$(cat "$1")"
-  if kill -0 "$pid" 2>/dev/null; then
+  if pid_is "$pid" "$2"; then
     log "stopping $2 (pid $pid)"
     kill -TERM "$pid"
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do pid_is "$pid" "$2" || break; sleep 0.1; done
+    pid_is "$pid" "$2" && kill -KILL "$pid" 2>/dev/null
+  elif [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    log "pid $pid in $1 now belongs to $(cat "/proc/$pid/comm" 2>/dev/null || echo another program), not $2: left alone"
   fi
   rm -f "$1"
 }
 
 random_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+# Where package scripts look for the init policy (a test points it elsewhere).
+POLICY_RC_D="${KILN_POLICY_RC_D:-/usr/sbin/policy-rc.d}"
 
 apt_install() { # packages...
   local missing=()
@@ -59,16 +71,22 @@ apt_install() { # packages...
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq >/dev/null
-  # No init system here: package scripts that try to start services are told not to.
-  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
-  $sudo chmod +x /usr/sbin/policy-rc.d
-  $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-  $sudo rm -f /usr/sbin/policy-rc.d
+  # No init system here: package scripts that try to start services are told
+  # not to. The policy is ours only while apt runs: removed however apt ends
+  # (a subshell's EXIT trap), and one the machine already had is kept.
+  (
+    if [ ! -e "$POLICY_RC_D" ]; then
+      trap '$sudo rm -f "$POLICY_RC_D"' EXIT
+      printf '#!/bin/sh\nexit 101\n' | $sudo tee "$POLICY_RC_D" >/dev/null
+      $sudo chmod +x "$POLICY_RC_D"
+    fi
+    $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  )
 }
 
 ensure_packages() {
   # cmake and nasm build libjpeg-turbo (SIMD) for the image pipeline.
-  local pkgs=(ca-certificates curl cmake nasm procps)
+  local pkgs=(ca-certificates curl jq cmake nasm procps)
   [ -n "${KILN_DATABASE_URL:-}" ] || port_open 127.0.0.1 5432 || pkgs+=(postgresql postgresql-client)
   [ -n "${KILN_AMQP_URL:-}" ] || port_open 127.0.0.1 5672 || pkgs+=(rabbitmq-server)
   # Headless Chromium and fonts for social cards.
@@ -140,12 +158,36 @@ ensure_rabbitmq() {
   export KILN_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/%2f"
 }
 
+# The Garage release the local stack runs (its admin API v2 is what
+# ensure_garage talks to). An installed garage of another version is used
+# with a warning; none at all is built, once, at this version.
+GARAGE_VERSION="${KILN_GARAGE_VERSION:-2.5.0}"
+
 garage_bin() {
-  if type -P garage >/dev/null; then type -P garage; return; fi
-  if [ -x "$HOME/.cargo/bin/garage" ]; then echo "$HOME/.cargo/bin/garage"; return; fi
-  log "building Garage (cargo install garage --locked; about 10 minutes on 2 cores, once)"
-  cargo install garage --locked --quiet >&2
-  echo "$HOME/.cargo/bin/garage"
+  local bin=""
+  if type -P garage >/dev/null; then bin="$(type -P garage)"
+  elif [ -x "$HOME/.cargo/bin/garage" ]; then bin="$HOME/.cargo/bin/garage"
+  else
+    log "building Garage $GARAGE_VERSION (cargo install garage --locked; about 10 minutes on 2 cores, once)"
+    cargo install garage --version "=$GARAGE_VERSION" --locked --quiet >&2
+    bin="$HOME/.cargo/bin/garage"
+  fi
+  echo "$bin"
+}
+
+# Says so when the garage found is another release than the one pinned.
+check_garage_version() { # binary
+  local version
+  version="$("$1" --version 2>/dev/null | head -n1)"
+  # `garage v2.5.0 [...]` from a release, `garage cargo:2.5.0 [...]` from cargo install.
+  [[ "$version" =~ (^|[^0-9.])"$GARAGE_VERSION"([^0-9.]|$) ]] \
+    || log "warning: $1 is not Garage $GARAGE_VERSION ($version)"
+}
+
+# Garage's admin API (JSON), authenticated with this stack's admin token.
+garage_admin() { # endpoint
+  curl -fsS --max-time 5 -H "Authorization: Bearer $GARAGE_ADMIN_TOKEN" \
+    "http://127.0.0.1:$GARAGE_ADMIN_PORT/v2/$1"
 }
 
 garage_cli() { "$(garage_bin)" -c "$GARAGE_CONF" "$@"; }
@@ -189,21 +231,24 @@ ensure_garage() {
     log "starting Garage"
     local bin
     bin="$(garage_bin)"
+    check_garage_version "$bin"
     nohup "$bin" -c "$GARAGE_CONF" server >"$GARAGE_DIR/garage.log" 2>&1 &
     echo $! >"$GARAGE_DIR/garage.pid"
     wait_port 127.0.0.1 "$GARAGE_S3_PORT" 30 Garage
   fi
-  # Single-node layout, applied once.
-  local node
+  # Single-node layout, applied once (read from the admin API's JSON, not
+  # from the CLI's text).
+  local status="" node
   for _ in $(seq 1 50); do
-    node="$(garage_cli status 2>/dev/null | awk '/^[0-9a-f]+  / && !found {print $1; found = 1}' || true)"
-    [ -n "$node" ] && break
+    status="$(garage_admin GetClusterStatus 2>/dev/null || true)"
+    [ -n "$status" ] && break
     sleep 0.2
   done
+  node="$(jq -r '.nodes[0].id // empty' <<<"$status")"
   [ -n "$node" ] || die "Garage does not report its node id (see $GARAGE_DIR/garage.log)"
-  if garage_cli layout show 2>/dev/null | grep -q "No nodes currently have a role"; then
+  if [ "$(jq '[.nodes[] | select(.role != null)] | length' <<<"$status")" = 0 ]; then
     garage_cli layout assign -z local -c 10G "$node" >/dev/null
-    garage_cli layout apply --version 1 >/dev/null
+    garage_cli layout apply --version "$(($(jq '.layoutVersion' <<<"$status") + 1))" >/dev/null
   fi
   garage_cli key info "$KILN_S3_ACCESS_KEY_ID" >/dev/null 2>&1 \
     || garage_cli key import --yes -n kiln "$KILN_S3_ACCESS_KEY_ID" "$KILN_S3_SECRET_ACCESS_KEY" >/dev/null
@@ -218,15 +263,22 @@ ensure_garage() {
 # Benchmarks' Node.js peers live in one directory outside the clone.
 BENCH_NODE_HOME="${KILN_BENCH_NODE_HOME:-${KILN_SHARP_HOME:-$HOME/.cache/kiln-bench}}"
 
-# Installs an npm package (name@version) for a benchmark peer, once; prints
-# the node_modules directory.
+# Installs an npm package for a test or benchmark peer at the version asked
+# for (name@version; a partial version such as sharp@0.34 means 0.34.x; a
+# bare name, any), replacing another version found there; prints the
+# node_modules directory.
 ensure_node_package() { # name@version
   command -v npm >/dev/null || apt_install nodejs npm
-  local name="${1%@*}"
-  if [ ! -d "$BENCH_NODE_HOME/node_modules/$name" ]; then
-    log "installing $1 into $BENCH_NODE_HOME" >&2
+  local name="$1" version=""
+  # The version follows the last '@' that is not a scope's leading one.
+  if [[ "$1" == ?*@* ]]; then name="${1%@*}"; version="${1##*@}"; fi
+  local manifest="$BENCH_NODE_HOME/node_modules/$name/package.json" installed=""
+  [ -f "$manifest" ] && installed="$(jq -r '.version // empty' "$manifest")"
+  if [ -z "$installed" ] || { [ -n "$version" ] && [ "$installed" != "$version" ] \
+    && [[ "$installed" != "$version".* ]]; }; then
+    log "installing $1 into $BENCH_NODE_HOME${installed:+ (had $installed)}" >&2
     mkdir -p "$BENCH_NODE_HOME"
-    (cd "$BENCH_NODE_HOME" && { [ -f package.json ] || npm init -y >/dev/null; } && npm install --silent "$1") >&2
+    (cd "$BENCH_NODE_HOME" && { [ -f package.json ] || npm init -y >/dev/null; } && npm install --silent --save-exact "$1") >&2
   fi
   echo "$BENCH_NODE_HOME/node_modules"
 }

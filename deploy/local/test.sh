@@ -13,6 +13,8 @@ ensure_services
 cd "$KILN_ROOT"
 log "local stack secrets are written private"
 bash "$KILN_ROOT/tests/scripts/local_env_private.sh"
+log "local stack scripts under failure"
+bash "$KILN_ROOT/tests/scripts/local_stack_scripts.sh"
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
@@ -31,7 +33,8 @@ log "running tests"
 cargo test --workspace --release -- --test-threads "${KILN_TEST_THREADS:-4}"
 if [ "$faults" = 1 ]; then
   log "running the fault suite (restarts the services, one test at a time)"
-  cargo test --release -p kiln-e2e --test faults -- --ignored --test-threads 1
+  # --workspace: the same feature set as the build above, so nothing is rebuilt.
+  cargo test --workspace --release --test faults -- --ignored --test-threads 1
 else
   log "fault suite skipped (KILN_FAULTS=0, or services given by KILN_DATABASE_URL / KILN_AMQP_URL)"
 fi

@@ -26,7 +26,7 @@ wait_port 127.0.0.1 "${KILN_LISTEN##*:}" 30 kiln-api
 # The port may belong to another process: the api we started must be alive.
 sleep 0.5
 for name in api worker; do
-  kill -0 "$(cat "$KILN_RUN_DIR/$name.pid")" 2>/dev/null \
+  pid_is "$(cat "$KILN_RUN_DIR/$name.pid")" "kiln-$name" \
     || die "kiln-$name exited at start-up: $(tail -n 3 "$KILN_RUN_DIR/$name.log")"
 done
 

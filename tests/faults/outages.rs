@@ -17,25 +17,32 @@ fn renders_begun(worker: &Process) -> usize {
     worker.log_count("rendering bytes=")
 }
 
-async fn readyz(process: &Process) -> anyhow::Result<u16> {
-    Ok(client()
-        .get(process.url("/readyz"))
-        .send()
-        .await?
-        .status()
-        .as_u16())
+/// What `path` (`/readyz` or `/readyz?strict=true`) answers: status and body.
+async fn readyz(process: &Process, path: &str) -> anyhow::Result<(u16, String)> {
+    let response = client().get(process.url(path)).send().await?;
+    Ok((response.status().as_u16(), response.text().await?))
 }
 
-/// Asks `/readyz` until it answers 200 (the process reconnected), at most 30 s.
+/// Asks `/readyz?strict=true` until it answers 200 (every dependency is
+/// back), at most 30 s.
 async fn ready_again(process: &Process) -> anyhow::Result<()> {
+    let mut last = (0, String::new());
     for _ in 0..150 {
-        if readyz(process).await? == 200 {
+        last = readyz(process, STRICT).await?;
+        if last.0 == 200 {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    anyhow::bail!("{} is not ready 30 s after the outage", process.base_url)
+    anyhow::bail!(
+        "{} is not ready 30 s after the outage: {} {}",
+        process.base_url,
+        last.0,
+        last.1
+    )
 }
+
+const STRICT: &str = "/readyz?strict=true";
 
 fn during(answers: &[Answer], from: Instant, to: Instant) -> Vec<&Answer> {
     answers
@@ -49,6 +56,9 @@ fn during(answers: &[Answer], from: Instant, to: Instant) -> Vec<&Answer> {
 async fn requests_flow_through(service: Service) -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
     let api = env.spawn_api(&[("KILN_MISS_WAIT_MS", "5000")]).await?;
+    // An api that has served nothing: without PostgreSQL it can serve
+    // nothing, and says so; the one holding renditions stays in service.
+    let cold_api = env.spawn_api(&[]).await?;
     let mut worker = env
         .spawn_worker(&[("KILN_WORKER_CONCURRENCY", "2")])
         .await?;
@@ -84,8 +94,10 @@ async fn requests_flow_through(service: Service) -> anyhow::Result<()> {
     let down = Instant::now();
     let misses = Flow::start(fresh.clone(), 2);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let api_ready_during = readyz(&api).await?;
-    let worker_ready_during = readyz(&worker).await?;
+    let api_ready_during = readyz(&api, "/readyz").await?;
+    let api_strict_during = readyz(&api, STRICT).await?;
+    let cold_api_ready_during = readyz(&cold_api, "/readyz").await?;
+    let worker_ready_during = readyz(&worker, "/readyz").await?;
     tokio::time::sleep(OUTAGE).await;
     let restarting = Instant::now();
     outage.end().await?;
@@ -109,8 +121,30 @@ async fn requests_flow_through(service: Service) -> anyhow::Result<()> {
         refused.iter().any(|a| a.status == 503),
         "misses during the outage: {refused:?}"
     );
-    assert_eq!(api_ready_during, 503, "the api reports the outage");
-    assert_eq!(worker_ready_during, 503, "the worker reports the outage");
+    // The api stays in its load balancer's rotation (its hits still work)
+    // and reports the outage; the worker, which can do nothing, is not ready.
+    assert_eq!(api_ready_during.0, 200, "{service:?}: {api_ready_during:?}");
+    assert!(
+        api_ready_during.1.contains(r#""misses":"unavailable""#),
+        "{service:?}: {api_ready_during:?}"
+    );
+    assert_eq!(
+        api_strict_during.0, 503,
+        "{service:?}: {api_strict_during:?}"
+    );
+    let cold_expected = if service == Service::Postgres {
+        503
+    } else {
+        200
+    };
+    assert_eq!(
+        cold_api_ready_during.0, cold_expected,
+        "{service:?}: an api holding no rendition: {cold_api_ready_during:?}"
+    );
+    assert_eq!(
+        worker_ready_during.0, 503,
+        "{service:?}: the worker reports the outage: {worker_ready_during:?}"
+    );
     assert_eq!(
         rendering_before,
         warm.len() + slow.len(),
@@ -121,6 +155,7 @@ async fn requests_flow_through(service: Service) -> anyhow::Result<()> {
     let all: Vec<String> = [warm, slow, fresh].concat();
     settle(&all, Duration::from_secs(90)).await?;
     ready_again(&api).await?;
+    ready_again(&cold_api).await?;
     ready_again(&worker).await?;
     assert!(
         worker.is_running(),
@@ -134,6 +169,7 @@ async fn requests_flow_through(service: Service) -> anyhow::Result<()> {
         "one render per rendition"
     );
     drop(api);
+    drop(cold_api);
     env.cleanup().await;
     Ok(())
 }

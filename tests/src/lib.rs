@@ -601,6 +601,7 @@ pub fn http() -> reqwest::Client {
 
 /// The same, failing any request not answered within `timeout`.
 pub fn http_with_timeout(timeout: Duration) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)

@@ -14,6 +14,9 @@ use kiln_core::config::{
     millis_or, parse_or, var_or, AmqpConfig, DbConfig, S3Config, SourceLimits,
 };
 
+/// Where the process listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9091";
+
 /// rav1e speed for AVIF output; see the README's benchmark for how it compares
 /// with sharp's default AVIF effort.
 const DEFAULT_AVIF_SPEED: u8 = 8;
@@ -74,7 +77,7 @@ impl WorkerConfig {
         if !(1..=10).contains(&avif_speed) {
             bail!("KILN_AVIF_SPEED must be 1 (slowest, smallest) to 10 (fastest)");
         }
-        let listen = var_or("KILN_WORKER_LISTEN", "127.0.0.1:9091");
+        let listen = var_or("KILN_WORKER_LISTEN", DEFAULT_LISTEN);
         let mut kinds = Vec::new();
         for name in var_or("KILN_WORKER_KINDS", "image,card,captcha").split(',') {
             match name.trim() {

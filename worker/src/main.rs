@@ -25,6 +25,13 @@ use kiln_worker::{health, metrics};
 
 fn main() -> ExitCode {
     let env_file = env_file::load();
+    // `healthcheck`: probe the running process's /readyz (container health).
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return kiln_core::healthcheck::run(
+            "KILN_WORKER_LISTEN",
+            kiln_worker::config::DEFAULT_LISTEN,
+        );
+    }
     telemetry::init_tracing();
     if let Err(err) = env_file {
         tracing::error!("{err:#}");

@@ -78,6 +78,7 @@ async fn a_panicking_job_is_failed_and_acked_not_redelivered() -> anyhow::Result
         source_bytes: Some(10),
         attempt: 1,
         enqueued_at_ms: None,
+        request_id: Some("req-consumer-test".into()),
     };
     let topology = Topology::new(&amqp);
     publisher

@@ -268,6 +268,7 @@ pub(crate) fn card_job(
         format: spec.format,
         attempt: 1,
         enqueued_at_ms: Some(now_ms()),
+        request_id: crate::request_id::current(),
     }
 }
 

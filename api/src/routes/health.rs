@@ -1,5 +1,16 @@
-//! `/healthz` (the process is up), `/readyz` (Postgres, RabbitMQ and S3 are
-//! reachable; 503 otherwise) and `/metrics` (Prometheus text format).
+//! `/healthz` (the process is up), `/readyz` (it can serve) and `/metrics`
+//! (Prometheus text format).
+//!
+//! Readiness is what a load balancer asks: should requests come here? Every
+//! api shares the same PostgreSQL, RabbitMQ and S3, so an outage of one of
+//! them is never a reason to prefer another api, and taking every api out of
+//! the Service would turn "misses wait" into "nothing answers". So `/readyz`
+//! is 503 only when this process can serve nothing at all: PostgreSQL is
+//! unreachable *and* it holds no ready rendition in memory (a fresh pod
+//! during a database outage). RabbitMQ and S3 only matter to misses; their
+//! state is in the body (`"misses": "unavailable"`). `/readyz?strict=true`
+//! is 503 unless every dependency answers (start-up scripts, monitoring).
+//!
 //! Readiness costs a query and two round trips, so its answer is reused for
 //! a second: a flood of `/readyz` costs the dependencies one check a second.
 
@@ -56,19 +67,33 @@ async fn readiness(state: &SharedState) -> Readiness {
     readiness
 }
 
-pub async fn readyz(State(state): State<SharedState>) -> Response {
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ReadyQuery {
+    #[serde(default)]
+    strict: bool,
+}
+
+pub async fn readyz(
+    State(state): State<SharedState>,
+    axum::extract::Query(query): axum::extract::Query<ReadyQuery>,
+) -> Response {
     let Readiness {
         postgres,
         rabbitmq,
         s3,
     } = readiness(&state).await;
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let hits = postgres || state.hot.knows_renditions();
+    let misses = postgres && rabbitmq && s3;
     let body = serde_json::json!({
+        "hits": word(hits),
+        "misses": word(misses),
         "postgres": word(postgres),
         "rabbitmq": word(rabbitmq),
         "s3": word(s3),
     });
-    let status = if postgres && rabbitmq && s3 {
+    let ready = if query.strict { misses } else { hits };
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

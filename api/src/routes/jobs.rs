@@ -184,11 +184,11 @@ pub async fn submit(
     if !errors.is_empty() {
         let count = errors.len();
         errors.truncate(ERRORS_LISTED);
-        let body = serde_json::json!({
-            "error": format!("{count} invalid item(s); nothing was queued"),
-            "items": errors,
-        });
-        return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
+        return Ok(crate::problem::Problem::bad_request(format!(
+            "{count} invalid item(s); nothing was queued"
+        ))
+        .with("items", errors)
+        .into_response());
     }
     let id = format!("job_{}", &kiln_core::links::random_token()[..22]);
     let cap = match caller {

@@ -5,7 +5,7 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 
 use crate::metrics as m;
@@ -21,6 +21,8 @@ mod links;
 mod nginx;
 mod originals;
 pub(crate) mod partners;
+mod purge;
+mod upload;
 mod usage;
 
 /// A bulk job of 10 000 card items with parameters fits in this (typed
@@ -52,6 +54,11 @@ pub fn router(state: SharedState) -> Router {
             post(jobs::submit).layer(DefaultBodyLimit::max(BULK_BODY_LIMIT)),
         )
         .route("/v1/jobs/{id}", get(jobs::progress).delete(jobs::cancel))
+        .route(
+            "/v1/originals/{*key}",
+            put(upload::put).delete(purge::delete_original),
+        )
+        .route("/v1/purge", post(purge::purge))
         .route("/v1/usage", get(usage::report))
         .route("/usage", get(usage::usage_page))
         .route_layer(middleware::from_fn_with_state(
@@ -96,7 +103,13 @@ pub fn router(state: SharedState) -> Router {
             state.clone(),
             crate::client_addr::client_addr,
         ))
+        .layer(middleware::from_fn(crate::problem::v1_problems))
         .layer(middleware::from_fn(track))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(crate::request_id::span_for::<axum::body::Body>),
+        )
+        .layer(middleware::from_fn(crate::request_id::request_id))
         .with_state(state)
 }
 

@@ -75,7 +75,7 @@ impl JobHandler for CardContext {
     }
 }
 
-#[tracing::instrument(skip_all, fields(cache_key = %job.cache_key, template = %job.template, attempt = job.attempt))]
+#[tracing::instrument(skip_all, fields(cache_key = %job.cache_key, template = %job.template, attempt = job.attempt, request_id = job.request_id.as_deref().unwrap_or("-")))]
 async fn run(ctx: &CardContext, job: &CardJob, resumed: bool) -> Result<(), JobError> {
     let start = super::rendition_outcome::Start {
         kind: "card",

@@ -64,7 +64,7 @@ impl JobHandler for JobContext {
     }
 }
 
-#[tracing::instrument(skip_all, fields(cache_key = %job.cache_key, source = %job.source_key, attempt = job.attempt))]
+#[tracing::instrument(skip_all, fields(cache_key = %job.cache_key, source = %job.source_key, attempt = job.attempt, request_id = job.request_id.as_deref().unwrap_or("-")))]
 pub async fn run(ctx: &JobContext, job: &ImageJob, delivered: Delivered) -> Result<(), JobError> {
     let start = super::rendition_outcome::Start {
         kind: "image",

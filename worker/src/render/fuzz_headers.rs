@@ -17,9 +17,10 @@ use proptest::sample::{select, Index};
 use kiln_core::config::SourceLimits;
 use kiln_core::options::ImageOptions;
 
-use super::jpeg_header::{self, tests::decoy_frame_jpeg};
 use super::turbo::Turbo;
 use super::{render_alone, Settings};
+use kiln_core::image_header::jpeg as jpeg_header;
+use kiln_e2e::crafted::decoy_frame_jpeg;
 
 fn jpeg(progressive: bool) -> Vec<u8> {
     let pixels: Vec<u8> = (0..24 * 16)

@@ -24,7 +24,7 @@ pub mod encode;
 #[cfg(test)]
 mod fuzz_headers;
 pub mod geometry;
-mod jpeg_header;
+use kiln_core::image_header::jpeg as jpeg_header;
 mod orient;
 mod probe;
 mod resize;

@@ -488,3 +488,13 @@ fn a_band_decoded_fill_matches_a_full_decode_reference() {
     let (_, north) = run(&source, "300x75,fill,g:n,q:95").unwrap();
     assert!(psnr(&north.to_rgb8(), &reference) < 25.0);
 }
+
+#[test]
+fn the_decoy_file_shows_zune_jpeg_the_real_frame() {
+    // The attack is real: the `image` crate's decoder reads 65535×65535,
+    // while the header scan refuses the file.
+    let decoy = kiln_e2e::crafted::decoy_frame_jpeg();
+    let decoder = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(&decoy)).unwrap();
+    assert_eq!(image::ImageDecoder::dimensions(&decoder), (65535, 65535));
+    assert!(jpeg_header::read(&decoy).is_none());
+}
