@@ -118,7 +118,7 @@ fn planned_image(state: &AppState, source: &SourceKey, target: ImageTarget) -> P
         request_id: crate::request_id::current(),
     };
     Planned {
-        kind: JobKind::Image.name().to_owned(),
+        kind: JobKind::Image,
         cache_key,
         object_key,
         source_key: source.as_str().to_owned(),
@@ -139,7 +139,7 @@ impl<'a> Miss<'a> {
     pub fn of(planned: &'a Planned) -> Self {
         Self {
             new: planned.new_rendition(),
-            kind: JobKind::parse(&planned.kind).unwrap_or(JobKind::Image),
+            kind: planned.kind,
             job: planned.payload.clone(),
         }
     }

@@ -31,7 +31,8 @@ pub enum PlannedItem {
 /// A rendition to render: its row and its job message.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Planned {
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: crate::job::JobKind,
     pub cache_key: String,
     pub object_key: String,
     pub source_key: String,
@@ -45,7 +46,7 @@ impl Planned {
         NewRendition {
             cache_key: &self.cache_key,
             object_key: &self.object_key,
-            kind: &self.kind,
+            kind: self.kind.name(),
             source_key: &self.source_key,
             source_etag: &self.source_etag,
             options: &self.options,
@@ -85,7 +86,7 @@ pub async fn create(
         index.push(i as i32);
         match item {
             PlannedItem::Render(p) => {
-                kind.push(p.kind.as_str());
+                kind.push(p.kind.name());
                 cache_key.push(Some(&p.cache_key));
                 object_key.push(Some(&p.object_key));
                 source_key.push(Some(&p.source_key));

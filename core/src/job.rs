@@ -27,6 +27,20 @@ impl JobKind {
     }
 }
 
+/// A kind name no queue is for (a row written by a newer or broken version):
+/// an error, never quietly taken for an image job.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown job kind {0:?}")]
+pub struct UnknownJobKind(pub String);
+
+impl TryFrom<String> for JobKind {
+    type Error = UnknownJobKind;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        Self::parse(&name).ok_or(UnknownJobKind(name))
+    }
+}
+
 /// Priority of on-demand misses; bulk work goes lower so it never starves them.
 pub const PRIORITY_ON_DEMAND: u8 = 5;
 
@@ -123,6 +137,18 @@ impl ImageJob {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_are_named_or_refused() {
+        assert_eq!(JobKind::try_from("card".to_owned()), Ok(JobKind::Card));
+        assert_eq!(
+            JobKind::try_from("video".to_owned()),
+            Err(UnknownJobKind("video".into()))
+        );
+        for kind in [JobKind::Image, JobKind::Card, JobKind::Captcha] {
+            assert_eq!(JobKind::parse(kind.name()), Some(kind));
+        }
+    }
 
     #[test]
     fn round_trips_and_defaults_the_attempt() {

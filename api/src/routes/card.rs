@@ -204,7 +204,7 @@ fn planned_card(
     let options = spec.canonical();
     let job = card_job(template, spec, originals, &cache_key, &object_key);
     Planned {
-        kind: JobKind::Card.name().to_owned(),
+        kind: JobKind::Card,
         source_key: format!("card:{}", template.name),
         source_etag: version,
         options,
