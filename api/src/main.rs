@@ -25,6 +25,7 @@ mod error;
 mod hot_cache;
 mod metering;
 mod metrics;
+mod openapi;
 mod partner_access;
 mod problem;
 mod rate_limit;

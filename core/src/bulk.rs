@@ -167,6 +167,7 @@ pub async fn create(
 }
 
 /// A job's progress as `GET /v1/jobs/{id}` reports it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct Progress {
     pub id: String,
@@ -186,6 +187,7 @@ pub struct Progress {
     pub failed_items: Vec<FailedItem>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct FailedItem {
     pub item: i32,

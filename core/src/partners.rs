@@ -29,6 +29,7 @@ pub fn is_key_shaped(key: &str) -> bool {
 }
 
 /// The limits a partner is held to.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Limits {
     pub rate_per_second: Option<i32>,
@@ -85,6 +86,7 @@ pub async fn find_key(pool: &PgPool, key: &str) -> Result<Option<KeyOwner>, sqlx
 }
 
 /// A partner as listed (keys by their hint only).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct Partner {
     pub id: i64,
@@ -98,6 +100,7 @@ pub struct Partner {
     pub keys: Vec<KeyInfo>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct KeyInfo {
     #[serde(skip)]
@@ -109,6 +112,7 @@ pub struct KeyInfo {
 }
 
 /// A partner just created or given a new key: the key is in clear text here only.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct Issued {
     pub id: i64,

@@ -147,13 +147,15 @@ pub async fn release(pool: &PgPool, cache_key: &str) -> Result<(), sqlx::Error> 
     Ok(())
 }
 
+/// Records a rendition ready; `false` when its row is gone (purged while
+/// it rendered).
 pub async fn mark_ready(
     pool: &PgPool,
     cache_key: &str,
     content_type: &str,
     bytes: u64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let marked = sqlx::query(
         "WITH u AS (UPDATE renditions SET status = 'ready', content_type = $2, bytes = $3, \
          finished_at = now(), error_status = NULL, error_message = NULL \
          WHERE cache_key = $1 RETURNING cache_key) SELECT pg_notify($4, cache_key) FROM u",
@@ -164,7 +166,7 @@ pub async fn mark_ready(
     .bind(CHANNEL)
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(marked.rows_affected() > 0)
 }
 
 pub async fn mark_failed(

@@ -29,6 +29,7 @@ impl Period {
 }
 
 /// One report row: a partner's usage of one kind in one hour or day.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct UsageRow {
     pub partner: String,

@@ -10,8 +10,12 @@ use anyhow::bail;
 /// One answer the flow got.
 #[derive(Clone, Debug)]
 pub struct Answer {
+    /// The path asked for (a failure names the request).
+    pub path: String,
     pub status: u16,
     pub retry_after: Option<String>,
+    /// The start of the body of anything but a redirect.
+    pub body: String,
     pub at: Instant,
 }
 
@@ -47,13 +51,25 @@ impl Flow {
                             Ok(response) => response,
                             Err(err) => bail!("request to {} failed: {err}", urls[url]),
                         };
+                        let status = response.status().as_u16();
+                        let retry_after = response
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        let body = if status == 302 {
+                            String::new()
+                        } else {
+                            let text = response.text().await.unwrap_or_default();
+                            text.chars().take(200).collect()
+                        };
                         let answer = Answer {
-                            status: response.status().as_u16(),
-                            retry_after: response
-                                .headers()
-                                .get("retry-after")
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_owned),
+                            path: reqwest::Url::parse(&urls[url])
+                                .map(|u| u.path().to_owned())
+                                .unwrap_or_default(),
+                            status,
+                            retry_after,
+                            body,
                             at: Instant::now(),
                         };
                         if let Ok(mut answers) = answers.lock() {
@@ -90,12 +106,14 @@ pub async fn settle(urls: &[String], within: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
     for url in urls {
         loop {
-            let status = client.get(url).send().await?.status().as_u16();
+            let response = client.get(url).send().await?;
+            let status = response.status().as_u16();
             if status == 302 {
                 break;
             }
             if Instant::now() > deadline {
-                bail!("{url} still answers {status} after {within:?}");
+                let body = response.text().await.unwrap_or_default();
+                bail!("{url} still answers {status} after {within:?}: {body}");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -109,8 +127,12 @@ pub fn check_answers(answers: &[Answer]) -> anyhow::Result<()> {
         match answer.status {
             302 => {}
             503 if answer.retry_after.is_some() => {}
-            503 => bail!("a 503 without Retry-After: {answer:?}"),
-            other => bail!("answered {other}: {answer:?}"),
+            503 => bail!(
+                "{} answered 503 without Retry-After: {}",
+                answer.path,
+                answer.body
+            ),
+            other => bail!("{} answered {other}: {}", answer.path, answer.body),
         }
     }
     Ok(())

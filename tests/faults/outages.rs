@@ -161,13 +161,30 @@ async fn requests_flow_through(service: Service) -> anyhow::Result<()> {
         worker.is_running(),
         "the worker reconnected without a restart"
     );
-    // …with no render lost or made twice.
+    // …with no render lost or made twice. On failure: which renditions
+    // were rendered more than once, and the worker's lines about them.
     assert_eq!(env.cache_objects().await?.len(), all.len());
-    assert_eq!(
-        renders_begun(&worker),
-        all.len(),
-        "one render per rendition"
-    );
+    let begun = renders_begun(&worker);
+    if begun != all.len() {
+        let lines = worker.log.lock().map(|l| l.clone()).unwrap_or_default();
+        let telling: Vec<&String> = lines
+            .iter()
+            .filter(|l| {
+                ["rendering bytes=", "upload", "retry", "failed", "resum"]
+                    .iter()
+                    .any(|w| l.contains(w))
+            })
+            .collect();
+        panic!(
+            "{service:?}: {begun} renders for {} renditions; the worker said:\n{}",
+            all.len(),
+            telling
+                .iter()
+                .map(|l| l.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     drop(api);
     drop(cold_api);
     env.cleanup().await;

@@ -57,6 +57,32 @@ const INTERNAL: &[&str] = &[
     "backtrace",
 ];
 
+/// The run's seed: `KILN_FUZZ_SEED`, else a random one (printed, to replay).
+fn seed() -> u64 {
+    let seed = std::env::var("KILN_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random::<u64>());
+    eprintln!("fuzz seed {seed} (KILN_FUZZ_SEED={seed} replays it)");
+    seed
+}
+
+/// Every request passed, and the api is alive with no panic in its log.
+fn all_passed(seed: u64, results: Vec<anyhow::Result<()>>, api: &mut Process) {
+    let failures: Vec<String> = results
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "seed {seed}: {} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(api.is_running(), "the api survived");
+    assert!(!api.log_contains("panicked"), "no handler panicked");
+}
+
 async fn check(api: &Process, target: String) -> anyhow::Result<()> {
     let target = if target.starts_with('/') {
         target
@@ -74,11 +100,7 @@ async fn check(api: &Process, target: String) -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn fuzzed_requests_never_get_a_5xx_or_internal_text() -> anyhow::Result<()> {
-    let seed = std::env::var("KILN_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::rng().random::<u64>());
-    eprintln!("fuzz seed {seed} (KILN_FUZZ_SEED={seed} replays it)");
+    let seed = seed();
     let mut rng = StdRng::seed_from_u64(seed);
     let env = TestEnv::new().await?;
     let mut api = env
@@ -112,18 +134,7 @@ async fn fuzzed_requests_never_get_a_5xx_or_internal_text() -> anyhow::Result<()
         .buffer_unordered(8)
         .collect()
         .await;
-    let failures: Vec<String> = results
-        .into_iter()
-        .filter_map(|r| r.err().map(|e| format!("{e:#}")))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "seed {seed}: {} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    assert!(api.is_running(), "the api survived");
-    assert!(!api.log_contains("panicked"), "no handler panicked");
+    all_passed(seed, results, &mut api);
     env.cleanup().await;
     Ok(())
 }
@@ -182,11 +193,7 @@ async fn check_v1(
 /// never a 5xx, every error a problem.
 #[tokio::test]
 async fn fuzzed_v1_bodies_never_get_a_5xx_and_errors_are_problems() -> anyhow::Result<()> {
-    let seed = std::env::var("KILN_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::rng().random::<u64>());
-    eprintln!("fuzz seed {seed} (KILN_FUZZ_SEED={seed} replays it)");
+    let seed = seed();
     let mut rng = StdRng::seed_from_u64(seed);
     let env = TestEnv::new().await?;
     let mut api = env.spawn_api(&[]).await?;
@@ -207,18 +214,7 @@ async fn fuzzed_v1_bodies_never_get_a_5xx_and_errors_are_problems() -> anyhow::R
         .buffer_unordered(4)
         .collect()
         .await;
-    let failures: Vec<String> = results
-        .into_iter()
-        .filter_map(|r| r.err().map(|e| format!("{e:#}")))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "seed {seed}: {} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    assert!(api.is_running(), "the api survived");
-    assert!(!api.log_contains("panicked"), "no handler panicked");
+    all_passed(seed, results, &mut api);
     env.cleanup().await;
     Ok(())
 }

@@ -481,3 +481,45 @@ async fn renditions_nobody_asks_for_expire_and_hits_are_written_in_batches() -> 
     env.cleanup().await;
     Ok(())
 }
+
+/// A render still running when its original is purged stores nothing that
+/// no row accounts for: the worker finds the row gone and removes the object.
+#[tokio::test]
+async fn a_render_in_flight_when_its_original_is_purged_leaves_no_object() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let api = env.spawn_api(&[("KILN_MISS_WAIT_MS", "500")]).await?;
+    let worker = env
+        .spawn_worker(&[("KILN_AVIF_SPEED", "1"), ("KILN_WORKER_CONCURRENCY", "1")])
+        .await?;
+    let source = env
+        .upload("inflight.png", images::png(1600, 1200), "image/png")
+        .await?;
+    let client = http();
+    // Slow (AVIF at speed 1): the request gives up waiting, the render goes on.
+    let slow = client
+        .get(api.url(&env.signed_path("1400x1000,f:avif,q:90", &source)))
+        .send()
+        .await?;
+    assert_eq!(slow.status(), 503);
+    worker
+        .wait_for_log("rendering bytes=", Duration::from_secs(10))
+        .await?;
+    let purged: Value = client
+        .post(api.url("/v1/purge"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"source": source}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(purged["renditions"], 1, "the pending rendition: {purged}");
+    worker
+        .wait_for_log("purged while it rendered", Duration::from_secs(60))
+        .await?;
+    assert!(
+        env.cache_objects().await?.is_empty(),
+        "no object without a row"
+    );
+    env.cleanup().await;
+    Ok(())
+}

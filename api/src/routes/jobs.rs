@@ -124,8 +124,8 @@ fn default_card_format() -> String {
     "png".into()
 }
 
-#[derive(Serialize)]
-struct Created {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Created {
     id: String,
     total: usize,
     already_cached: i32,
@@ -146,6 +146,19 @@ enum Outcome {
     Unavailable(ApiError),
 }
 
+#[utoipa::path(
+    post, path = "/v1/jobs", operation_id = "submitJob", tag = "jobs",
+    summary = "Submit a bulk pre-render job",
+    description = "`{\"items\": [...]}`, 1 to KILN_BULK_MAX_ITEMS items, each `{\"url\": signed /img or /card URL}`, `{\"image\": {source, options}}` or `{\"card\": {template, id, format, params}}`. Invalid items are listed in the problem's `items`; nothing is queued then.",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses(
+        (status = 202, description = "accepted", body = Created),
+        (status = 400, description = "invalid items, listed in items", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 401, description = "no key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 403, description = "a key that may not", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "body over 8 MiB", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 415, description = "not JSON", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "the partner's quota or pending cap", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("admin" = []), ("partner" = []), ("partnerHeader" = []))
+)]
 pub async fn submit(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
@@ -407,6 +420,16 @@ fn card_outcome(planned: Option<Planned>) -> Result<PlannedItem, ApiError> {
     })
 }
 
+#[utoipa::path(
+    get, path = "/v1/jobs/{id}", operation_id = "jobProgress", tag = "jobs",
+    summary = "A job's progress and failed items",
+    params(("id" = String, Path, description = "the job")),
+    responses(
+        (status = 200, description = "progress", body = kiln_core::bulk::Progress),
+        (status = 401, description = "no key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 404, description = "no such job (for this key)", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("admin" = []), ("partner" = []), ("partnerHeader" = []))
+)]
 pub async fn progress(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
@@ -415,6 +438,16 @@ pub async fn progress(
     job_progress(&state, &caller, &id).await
 }
 
+#[utoipa::path(
+    delete, path = "/v1/jobs/{id}", operation_id = "cancelJob", tag = "jobs",
+    summary = "Cancel what has not been handed to the render queues",
+    params(("id" = String, Path, description = "the job")),
+    responses(
+        (status = 200, description = "progress after cancelling", body = kiln_core::bulk::Progress),
+        (status = 401, description = "no key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 404, description = "no such job (for this key)", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("admin" = []), ("partner" = []), ("partnerHeader" = []))
+)]
 pub async fn cancel(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,

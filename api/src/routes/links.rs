@@ -30,7 +30,7 @@ use crate::state::{AppState, SharedState};
 const LONGEST_TTL_SECS: i64 = 30 * 24 * 3600;
 const MOST_USES: i32 = 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLink {
     object: String,
@@ -41,13 +41,25 @@ pub struct CreateLink {
     strict: bool,
 }
 
-#[derive(Serialize)]
-struct CreatedLink {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedLink {
     url: String,
     expires_at: String,
     uses: i32,
 }
 
+#[utoipa::path(
+    post, path = "/v1/links", operation_id = "createLink", tag = "links",
+    summary = "Create a one-time download link",
+    request_body = CreateLink,
+    responses(
+        (status = 201, description = "created", body = CreatedLink),
+        (status = 400, description = "invalid request", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 401, description = "no admin key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 403, description = "not an admin key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such object", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 413, description = "body over 64 KiB", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 415, description = "not JSON", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "a dependency is unavailable", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("admin" = []))
+)]
 /// Admin only (the route's auth layer runs before the body is read).
 pub async fn create(
     State(state): State<SharedState>,

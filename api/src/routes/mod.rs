@@ -14,16 +14,16 @@ use crate::state::SharedState;
 mod captcha;
 pub(crate) mod card;
 mod card_preview;
-mod health;
+pub(crate) mod health;
 pub(crate) mod img;
-mod jobs;
-mod links;
+pub(crate) mod jobs;
+pub(crate) mod links;
 mod nginx;
 mod originals;
 pub(crate) mod partners;
-mod purge;
-mod upload;
-mod usage;
+pub(crate) mod purge;
+pub(crate) mod upload;
+pub(crate) mod usage;
 
 /// A bulk job of 10 000 card items with parameters fits in this (typed
 /// parsing keeps its memory within a small multiple of it).

@@ -21,7 +21,7 @@ use crate::body::{parse_json, ApiJson, BodyBytes};
 use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPartner {
     name: String,
@@ -32,7 +32,7 @@ pub struct NewPartner {
     monthly_quota: Option<i64>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rotation {
     path_prefixes: Option<Vec<String>>,
@@ -47,6 +47,18 @@ fn partner_error(state: &AppState, err: PartnerError) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    post, path = "/v1/partners", operation_id = "createPartner", tag = "partners",
+    summary = "Create a partner and its first key (shown this once)",
+    request_body = NewPartner,
+    responses(
+        (status = 201, description = "created", body = kiln_core::partners::Issued),
+        (status = 400, description = "invalid request", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 401, description = "no admin key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 403, description = "not an admin key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "the name is taken", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 413, description = "body over 64 KiB", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 415, description = "not JSON", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "a dependency is unavailable", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("admin" = []))
+)]
 pub async fn create(
     State(state): State<SharedState>,
     ApiJson(new): ApiJson<NewPartner>,
@@ -62,6 +74,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(issued)).into_response())
 }
 
+#[utoipa::path(
+    get, path = "/v1/partners", operation_id = "listPartners", tag = "partners",
+    summary = "List partners (keys by hint only)",
+    responses(
+        (status = 200, description = "partners", body = Vec<kiln_core::partners::Partner>),
+        (status = 401, description = "no admin key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 403, description = "not an admin key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("admin" = []))
+)]
 pub async fn list(State(state): State<SharedState>) -> Result<Response, ApiError> {
     let all = partners::list(&state.db)
         .await
@@ -69,6 +90,18 @@ pub async fn list(State(state): State<SharedState>) -> Result<Response, ApiError
     Ok(Json(all).into_response())
 }
 
+#[utoipa::path(
+    post, path = "/v1/partners/{name}/rotate-key", operation_id = "rotatePartnerKey", tag = "partners",
+    summary = "Issue a new key and revoke the partner's current ones",
+    params(("name" = String, Path, description = "the partner")),
+    request_body(content = Option<Rotation>, description = "new prefixes (optional; an empty body keeps them)"),
+    responses(
+        (status = 200, description = "the new key (shown this once)", body = kiln_core::partners::Issued),
+        (status = 400, description = "invalid request", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 401, description = "no admin key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 403, description = "not an admin key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no active partner of that name", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("admin" = []))
+)]
 pub async fn rotate_key(
     State(state): State<SharedState>,
     Path(name): Path<String>,
@@ -86,6 +119,17 @@ pub async fn rotate_key(
     Ok(Json(issued).into_response())
 }
 
+#[utoipa::path(
+    post, path = "/v1/partners/{name}/revoke", operation_id = "revokePartner", tag = "partners",
+    summary = "Revoke a partner and every key it holds",
+    params(("name" = String, Path, description = "the partner")),
+    responses(
+        (status = 204, description = "revoked"),
+        (status = 401, description = "no admin key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 403, description = "not an admin key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no active partner of that name", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("admin" = []))
+)]
 pub async fn revoke(
     State(state): State<SharedState>,
     Path(name): Path<String>,

@@ -12,7 +12,6 @@
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::json;
 
 use kiln_core::partners::within_prefix;
 use kiln_core::purge::{self, Scope};
@@ -23,11 +22,33 @@ use crate::body::ApiJson;
 use crate::error::ApiError;
 use crate::state::{AppState, SharedState};
 
-#[derive(Debug, serde::Deserialize)]
+/// Exactly one of `source` and `prefix`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeRequest {
+    /// One original's key.
     source: Option<String>,
+    /// A folder: every original at or below it (whole segments).
     prefix: Option<String>,
+}
+
+/// What a purge removed.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Purged {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefix: Option<String>,
+    /// Renditions deleted.
+    renditions: u64,
+}
+
+/// What deleting an original removed.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DeletedOriginal {
+    key: String,
+    original_deleted: bool,
+    renditions: u64,
 }
 
 fn key(raw: &str) -> Result<SourceKey, ApiError> {
@@ -82,6 +103,20 @@ async fn purge_renditions(state: &AppState, scope: &Scope) -> Result<u64, ApiErr
     Ok(deleted)
 }
 
+#[utoipa::path(
+    delete, path = "/v1/originals/{key}", operation_id = "deleteOriginal", tag = "originals",
+    summary = "Delete an original and every rendition of it",
+    params(("key" = String, Path, description = "the original's key (slashes allowed)")),
+    responses(
+        (status = 200, description = "deleted", body = DeletedOriginal),
+        (status = 400, description = "a bad key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "no key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "outside the key's prefixes", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "neither the original nor a rendition of it exists", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "S3 or PostgreSQL unavailable", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("admin" = []), ("partner" = []), ("partnerHeader" = []))
+)]
 pub async fn delete_original(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
@@ -106,14 +141,29 @@ pub async fn delete_original(
     if !existed && renditions == 0 {
         return Err(ApiError::NotFound);
     }
-    Ok(Json(json!({
-        "key": source.as_str(),
-        "original_deleted": existed,
-        "renditions": renditions,
-    }))
+    Ok(Json(DeletedOriginal {
+        key: source.as_str().to_owned(),
+        original_deleted: existed,
+        renditions,
+    })
     .into_response())
 }
 
+#[utoipa::path(
+    post, path = "/v1/purge", operation_id = "purge", tag = "originals",
+    summary = "Delete the renditions of an original, or of every original under a prefix",
+    request_body = PurgeRequest,
+    responses(
+        (status = 200, description = "purged", body = Purged),
+        (status = 400, description = "not exactly one of source and prefix, or a bad key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "no key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "outside the key's prefixes", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "body over 64 KiB", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "S3 or PostgreSQL unavailable", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("admin" = []), ("partner" = []), ("partnerHeader" = []))
+)]
 pub async fn purge(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
@@ -143,9 +193,14 @@ pub async fn purge(
         }
     };
     let renditions = purge_renditions(&state, &scope).await?;
-    let (field, value) = match &scope {
-        Scope::Source(source) => ("source", source.clone()),
-        Scope::Prefix(prefix) => ("prefix", prefix.clone()),
+    let (source, prefix) = match scope {
+        Scope::Source(source) => (Some(source), None),
+        Scope::Prefix(prefix) => (None, Some(prefix)),
     };
-    Ok(Json(json!({ field: value, "renditions": renditions })).into_response())
+    Ok(Json(Purged {
+        source,
+        prefix,
+        renditions,
+    })
+    .into_response())
 }

@@ -17,7 +17,6 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use bytes::BytesMut;
 use http_body_util::BodyExt as _;
-use serde_json::json;
 
 use kiln_core::config::SourceLimits;
 use kiln_core::image_header::{self, Header};
@@ -34,13 +33,49 @@ const PART_BYTES: usize = 8 * 1024 * 1024;
 /// Keys under this prefix are files for download links, of any type.
 const FILES_PREFIX: &str = "files/";
 
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
+    /// Replace an original stored under this key.
     #[serde(default)]
     overwrite: bool,
 }
 
+/// What an upload stored.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Uploaded {
+    key: String,
+    etag: String,
+    bytes: u64,
+    content_type: &'static str,
+    /// The image's stored size (none for a download file that is not an image).
+    width: Option<u32>,
+    height: Option<u32>,
+    /// Whether an original was replaced (`?overwrite=true`).
+    replaced: bool,
+}
+
+#[utoipa::path(
+    put, path = "/v1/originals/{key}", operation_id = "uploadOriginal", tag = "originals",
+    summary = "Upload an original",
+    description = "Streamed to S3 in 8 MiB parts. The type is sniffed from the bytes (JPEG, PNG, GIF, WebP; any type under `files/`); the byte limit holds while it streams, the pixel limits are checked from the header before anything is stored.",
+    params(("key" = String, Path, description = "the original's key (slashes allowed)"), UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 201, description = "stored", body = Uploaded),
+        (status = 200, description = "replaced (?overwrite=true)", body = Uploaded),
+        (status = 400, description = "a bad key, query or an empty body", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "no key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "outside the key's prefixes", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 408, description = "the body stalled", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "the key exists and overwriting was not asked for", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "over KILN_MAX_SOURCE_BYTES", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "not an image Kiln decodes, or over the pixel limits", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "too many uploads at once, or S3 unavailable", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("admin" = []), ("partner" = []), ("partnerHeader" = []))
+)]
 pub async fn put(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
@@ -119,15 +154,15 @@ pub async fn put(
     } else {
         StatusCode::CREATED
     };
-    let answer = json!({
-        "key": key.as_str(),
-        "etag": stored,
-        "bytes": body.read,
-        "content_type": content_type,
-        "width": header.map(|h| h.width),
-        "height": header.map(|h| h.height),
-        "replaced": existed,
-    });
+    let answer = Uploaded {
+        key: key.as_str().to_owned(),
+        etag: stored,
+        bytes: body.read,
+        content_type,
+        width: header.map(|h| h.width),
+        height: header.map(|h| h.height),
+        replaced: existed,
+    };
     Ok((status, Json(answer)).into_response())
 }
 

@@ -23,13 +23,19 @@ use crate::state::{AppState, SharedState};
 
 mod page;
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
+    /// A partner's name (admins; a partner key sees its own usage only).
     partner: Option<String>,
+    /// RFC 3339 or YYYY-MM-DD (UTC); default 24 h or 30 days before `to`.
     from: Option<String>,
+    /// RFC 3339 or YYYY-MM-DD (UTC), exclusive; default now.
     to: Option<String>,
+    /// `hour` or `day` (default).
     by: Option<String>,
+    /// `json` (default) or `csv`.
     format: Option<String>,
 }
 
@@ -62,6 +68,21 @@ fn instant(value: Option<&str>, name: &str) -> Result<Option<DateTime<Utc>>, Api
         .transpose()
 }
 
+#[utoipa::path(
+    get, path = "/v1/usage", operation_id = "usageReport", tag = "usage",
+    summary = "Usage per partner, kind and hour or day",
+    params(UsageQuery),
+    responses(
+        (status = 200, description = "rows ordered by period, partner, kind", content(
+            (Vec<kiln_core::usage::UsageRow> = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "invalid range or parameter", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 401, description = "no key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "a partner asking for another partner", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 404, description = "no partner of that name", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "a dependency is unavailable", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("admin" = []), ("partner" = []), ("partnerHeader" = []))
+)]
 pub async fn report(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,

@@ -17,7 +17,6 @@ use sqlx::PgPool;
 use kiln_core::cards::{Asset, CardTemplate, Templates};
 use kiln_core::format::OutputFormat;
 use kiln_core::job::{CardJob, JobKind};
-use kiln_core::renditions;
 use kiln_core::storage::{Storage, StorageError};
 
 use crate::card_html;
@@ -101,9 +100,15 @@ async fn run(ctx: &CardContext, job: &CardJob, resumed: bool) -> Result<(), JobE
         content_type,
     )
     .await?;
-    renditions::mark_ready(&ctx.db, &job.cache_key, content_type, size)
-        .await
-        .context("marking the card ready")?;
+    super::rendition_outcome::record_ready(
+        &ctx.db,
+        &ctx.storage,
+        &job.cache_key,
+        &job.object_key,
+        content_type,
+        size,
+    )
+    .await?;
     metrics::histogram!(m::STAGE_SECONDS, "kind" => "card", "stage" => "render")
         .record(rendered.as_secs_f64());
     metrics::histogram!(m::RENDER_SECONDS, "kind" => "card")

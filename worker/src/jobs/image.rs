@@ -153,9 +153,15 @@ pub async fn run(ctx: &JobContext, job: &ImageJob, delivered: Delivered) -> Resu
     )
     .await?;
     let uploaded = started.elapsed();
-    renditions::mark_ready(&ctx.db, &job.cache_key, content_type, size)
-        .await
-        .context("marking the rendition ready")?;
+    super::rendition_outcome::record_ready(
+        &ctx.db,
+        &ctx.storage,
+        &job.cache_key,
+        &job.object_key,
+        content_type,
+        size,
+    )
+    .await?;
 
     metrics::histogram!(m::STAGE_SECONDS, "kind" => "image", "stage" => "fetch")
         .record(fetched.as_secs_f64());

@@ -156,11 +156,33 @@ pub(crate) mod rendition_outcome {
             .content_type
             .as_deref()
             .unwrap_or("application/octet-stream");
-        renditions::mark_ready(db, cache_key, content_type, meta.size)
-            .await
-            .context("marking an earlier upload ready")?;
+        record_ready(db, storage, cache_key, object_key, content_type, meta.size).await?;
         tracing::info!(%cache_key, "an earlier attempt had stored the rendition; recorded it");
         Ok(true)
+    }
+
+    /// Records an uploaded rendition ready. If its row is gone, the original
+    /// was purged while it rendered: the object is removed, so nothing is
+    /// left that no row accounts for.
+    pub async fn record_ready(
+        db: &PgPool,
+        storage: &Storage,
+        cache_key: &str,
+        object_key: &str,
+        content_type: &str,
+        size: u64,
+    ) -> anyhow::Result<()> {
+        let recorded = renditions::mark_ready(db, cache_key, content_type, size)
+            .await
+            .context("marking the rendition ready")?;
+        if !recorded {
+            storage
+                .delete_rendition(object_key)
+                .await
+                .context("removing a rendition purged while it rendered")?;
+            tracing::info!(%cache_key, "the rendition was purged while it rendered; its object is removed");
+        }
+        Ok(())
     }
 
     /// How long a finished render keeps trying to upload its bytes while
