@@ -141,7 +141,8 @@ impl Tab {
         let template = content.template.clone();
         *lock(&self.content) = Some(content);
         let key = (template.name.clone(), template.hash.clone());
-        if self.current.as_ref() != Some(&key) {
+        let fresh = self.current.as_ref() != Some(&key);
+        if fresh {
             self.current = None;
             self.prepare(&template, deadline).await?;
             self.current = Some(key);
@@ -163,6 +164,27 @@ impl Tab {
         step(deadline, self.page.execute(settle))
             .await?
             .context("waiting for fonts and images")?;
+        if fresh {
+            // The first capture of a page just set up can show it half
+            // painted (a card cached without its text): capture once and
+            // throw it away, which makes the compositor draw the settled
+            // page, then settle again.
+            let warm = CaptureScreenshotParams {
+                format: Some(CaptureScreenshotFormat::Jpeg),
+                quality: Some(1),
+                from_surface: Some(true),
+                ..Default::default()
+            };
+            step(deadline, self.page.execute(warm))
+                .await?
+                .context("drawing the page once")?;
+            let mut again = EvaluateParams::new(SETTLE);
+            again.await_promise = Some(true);
+            again.return_by_value = Some(true);
+            step(deadline, self.page.execute(again))
+                .await?
+                .context("waiting for fonts and images")?;
+        }
         let mut shot = CaptureScreenshotParams::default();
         match capture {
             Capture::Jpeg(quality) => {
