@@ -8,6 +8,8 @@
 # services this stack runs itself, never ones the caller pointed it at.
 faults="${KILN_FAULTS:-1}"
 if [ -n "${KILN_DATABASE_URL:-}${KILN_AMQP_URL:-}" ]; then faults=0; fi
+own_broker=1
+if [ -n "${KILN_AMQP_URL:-}" ]; then own_broker=0; fi
 
 ensure_services
 cd "$KILN_ROOT"
@@ -22,6 +24,10 @@ cargo clippy --workspace --all-targets --release --quiet -- -D warnings
 log "building binaries"
 cargo build --workspace --bins --release --quiet
 set -a; . "$KILN_ENV"; set +a
+if [ "$own_broker" = 1 ]; then
+  use_test_vhost
+  trap drop_test_vhost EXIT
+fi
 # Databases left by earlier interrupted runs (each test drops its own when it passes).
 if id postgres >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
   runuser -u postgres -- psql -qtA -d postgres -c \
