@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use kiln_core::bulk::{FeederRound, PRIORITY_BULK};
-use kiln_core::renditions;
+use kiln_infra::bulk::{FeederRound, PRIORITY_BULK};
+use kiln_infra::renditions;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics as m;

@@ -16,7 +16,7 @@ use sqlx::PgPool;
 use tokio::sync::Mutex;
 
 use kiln_core::captcha::{new_lease, CaptchaConfig};
-use kiln_core::captcha_pool::{self, LeasedCaptcha};
+use kiln_infra::captcha_pool::{self, LeasedCaptcha};
 
 /// Most captchas leased at once.
 const MAX_BATCH: usize = 64;

@@ -6,12 +6,13 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use axum::http::StatusCode;
 use kiln_core::captcha::CaptchaConfig;
-use kiln_core::config::{
-    bool_or, check_secret, millis_or, parse_or, var_opt, var_or, AmqpConfig, DbConfig, S3Config,
-    SigningConfig, SourceLimits,
-};
 use kiln_core::nginx_link::SecureLinkExpr;
 use kiln_core::options::AutoFormats;
+use kiln_core::signing::SigningConfig;
+use kiln_infra::config::{
+    bool_or, check_secret, millis_or, parse_or, var_opt, var_or, AmqpConfig, DbConfig,
+    FromEnv as _, S3Config, SourceLimits,
+};
 
 use crate::client_addr::TrustedProxies;
 use crate::server::ServerLimits;

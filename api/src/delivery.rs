@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use kiln_core::storage::{StorageError, RENDITION_CACHE_CONTROL};
+use kiln_infra::storage::{StorageError, RENDITION_CACHE_CONTROL};
 
 use crate::config::Delivery;
 use crate::error::ApiError;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use kiln_core::storage::ObjectMeta;
+use kiln_infra::storage::ObjectMeta;
 
 const CAPACITY: usize = 100_000;
 
@@ -39,7 +39,7 @@ fn insert_bounded<V>(map: &RwLock<HashMap<String, V>>, key: String, value: V) {
 }
 
 /// Removes the notice's cache keys from `map`, or everything.
-fn forget_keys<V>(map: &RwLock<HashMap<String, V>>, notice: &kiln_core::purge::Notice) {
+fn forget_keys<V>(map: &RwLock<HashMap<String, V>>, notice: &kiln_infra::purge::Notice) {
     if let Ok(mut map) = map.write() {
         if notice.all {
             map.clear();
@@ -59,7 +59,7 @@ impl HotCache {
     }
 
     /// Forgets what a purge removed (every api hears it through NOTIFY).
-    pub fn forget(&self, notice: &kiln_core::purge::Notice) {
+    pub fn forget(&self, notice: &kiln_infra::purge::Notice) {
         if let Some(source) = &notice.source {
             self.forget_source(source);
         }

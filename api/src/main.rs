@@ -9,9 +9,9 @@ use tokio::sync::Semaphore;
 
 use kiln_core::cards::Templates;
 use kiln_core::job::JobKind;
-use kiln_core::queue::Publisher;
-use kiln_core::storage::Storage;
-use kiln_core::{db, env_file, shutdown, telemetry};
+use kiln_infra::queue::Publisher;
+use kiln_infra::storage::Storage;
+use kiln_infra::{db, env_file, shutdown, telemetry};
 
 mod admin;
 mod body;
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     let env_file = env_file::load();
     // `healthcheck`: probe the running process's /readyz (container health).
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        return kiln_core::healthcheck::run("KILN_LISTEN", config::DEFAULT_LISTEN);
+        return kiln_infra::healthcheck::run("KILN_LISTEN", config::DEFAULT_LISTEN);
     }
     telemetry::init_tracing();
     if let Err(err) = env_file {

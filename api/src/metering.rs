@@ -171,7 +171,7 @@ impl Meter {
         let mut partitions_checked: Option<std::time::Instant> = None;
         loop {
             if partitions_checked.is_none_or(|t| t.elapsed() > PARTITION_CHECK) {
-                match kiln_core::usage::ensure_partitions(&db).await {
+                match kiln_infra::usage::ensure_partitions(&db).await {
                     Ok(()) => partitions_checked = Some(std::time::Instant::now()),
                     Err(err) => tracing::warn!(%err, "cannot create usage partitions"),
                 }

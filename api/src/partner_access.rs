@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use chrono::{Datelike as _, TimeZone as _, Utc};
 
-use kiln_core::partners::{self, KeyOwner, KEY_PREFIX};
+use kiln_infra::partners::{self, KeyOwner, KEY_PREFIX};
 
 use crate::client_addr::ClientAddr;
 use crate::error::ApiError;

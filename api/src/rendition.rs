@@ -7,15 +7,15 @@ use std::time::Instant;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use kiln_core::bulk::Planned;
 use kiln_core::cache_key::{object_key, rendition_key};
 use kiln_core::job::{ImageJob, JobKind, PRIORITY_ON_DEMAND};
 use kiln_core::options::ImageOptions;
-use kiln_core::queue::QueueFull;
-use kiln_core::renditions::{self, NewRendition, Rendition, Status};
 use kiln_core::source_key::SourceKey;
-use kiln_core::storage::{ObjectMeta, StorageError};
 use kiln_core::IMAGE_RENDERER_VERSION;
+use kiln_infra::bulk::Planned;
+use kiln_infra::queue::QueueFull;
+use kiln_infra::renditions::{self, NewRendition, Rendition, Status};
+use kiln_infra::storage::{ObjectMeta, StorageError};
 
 use crate::delivery::deliver;
 use crate::error::ApiError;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use kiln_core::purge;
+use kiln_infra::purge;
 
 use crate::state::SharedState;
 

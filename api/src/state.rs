@@ -7,8 +7,8 @@ use sqlx::PgPool;
 use tokio::sync::Semaphore;
 
 use kiln_core::cards::Templates;
-use kiln_core::queue::Publisher;
-use kiln_core::storage::Storage;
+use kiln_infra::queue::Publisher;
+use kiln_infra::storage::Storage;
 
 use crate::captcha_issuer::CaptchaIssuer;
 use crate::config::ApiConfig;

@@ -13,8 +13,8 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use kiln_core::purge;
-use kiln_core::renditions::CHANNEL;
+use kiln_infra::purge;
+use kiln_infra::renditions::CHANNEL;
 
 use crate::hot_cache::HotCache;
 

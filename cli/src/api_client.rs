@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
-use kiln_core::config::var_or;
+use kiln_infra::config::var_or;
 
 #[derive(Args)]
 pub struct ApiArgs {
@@ -43,7 +43,7 @@ impl ApiArgs {
         let base = self
             .url
             .clone()
-            .or_else(|| kiln_core::config::var_opt("KILN_PUBLIC_URL"))
+            .or_else(|| kiln_infra::config::var_opt("KILN_PUBLIC_URL"))
             .unwrap_or_else(|| "http://127.0.0.1:8080".into());
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             anyhow::bail!("--api {base:?} must start with http:// or https://");

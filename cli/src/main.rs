@@ -54,7 +54,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    if let Err(err) = kiln_core::env_file::load() {
+    if let Err(err) = kiln_infra::env_file::load() {
         eprintln!("kiln: {err:#}");
         return ExitCode::FAILURE;
     }

@@ -5,8 +5,8 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use kiln_core::config::DbConfig;
-use kiln_core::partners::{self, Limits, PartnerError};
+use kiln_infra::config::DbConfig;
+use kiln_infra::partners::{self, Limits, PartnerError};
 
 use crate::output::{usage, CliResult, Failure, Output};
 
@@ -61,7 +61,7 @@ pub fn run(command: PartnerCommand, out: &Output) -> CliResult {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let db = kiln_core::db::pool(&DbConfig::from_env()?)?;
+        let db = kiln_infra::db::pool(&DbConfig::from_env()?)?;
         match command {
             PartnerCommand::Create {
                 name,

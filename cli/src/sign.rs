@@ -4,9 +4,10 @@ use anyhow::Context as _;
 use clap::Args;
 use serde_json::json;
 
-use kiln_core::config::SigningConfig;
 use kiln_core::options::ImageOptions;
+use kiln_core::signing::SigningConfig;
 use kiln_core::source_key::SourceKey;
+use kiln_infra::config::FromEnv as _;
 
 use crate::output::{usage, CliResult, Output};
 

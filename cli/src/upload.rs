@@ -6,9 +6,9 @@ use anyhow::Context as _;
 use clap::Args;
 use serde_json::json;
 
-use kiln_core::config::S3Config;
 use kiln_core::source_key::SourceKey;
-use kiln_core::storage::Storage;
+use kiln_infra::config::S3Config;
+use kiln_infra::storage::Storage;
 
 use crate::api_client::{Api, ApiArgs};
 use crate::output::{usage, CliResult, Output};

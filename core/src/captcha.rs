@@ -7,7 +7,7 @@
 //! configuration. Codes are normalised (case, spaces) before hashing, and keys
 //! are compared in constant time.
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{KeyInit as _, Mac as _};
@@ -15,8 +15,6 @@ use md5::{Digest as _, Md5};
 use rand::rngs::SysRng;
 use rand::TryRng as _;
 use subtle::ConstantTimeEq as _;
-
-use crate::config::{parse_or, var_opt, var_or};
 
 /// Letters and digits that stay distinct when rotated, warped and crossed by
 /// noise: no 0/O/D/Q, 1/I/L/7, 2/Z, 5/S, 8/B, 6/G, U/V, C.
@@ -67,34 +65,6 @@ pub fn new_lease() -> String {
 }
 
 impl CaptchaConfig {
-    pub fn from_env() -> anyhow::Result<Self> {
-        let salt = var_opt("KILN_CAPTCHA_SALT")
-            .context("KILN_CAPTCHA_SALT must be set (32 bytes or more; up.sh writes one)")?;
-        crate::config::check_secret("KILN_CAPTCHA_SALT", &salt)?;
-        let key_mode = match var_or("KILN_CAPTCHA_KEY_MODE", "hmac").as_str() {
-            "hmac" => KeyMode::Hmac,
-            "md5" => KeyMode::Md5Compat,
-            other => bail!("KILN_CAPTCHA_KEY_MODE={other:?}: expected hmac or md5"),
-        };
-        let config = Self {
-            salt: salt.into_bytes(),
-            key_mode,
-            length: parse_or("KILN_CAPTCHA_LENGTH", 6)?,
-            alphabet: var_or("KILN_CAPTCHA_ALPHABET", DEFAULT_ALPHABET)
-                .chars()
-                .collect(),
-            slot_digits: parse_or("KILN_CAPTCHA_POOL_DIGITS", 3)?,
-            width: parse_or("KILN_CAPTCHA_WIDTH", 200)?,
-            height: parse_or("KILN_CAPTCHA_HEIGHT", 70)?,
-            issue_ttl: std::time::Duration::from_secs(parse_or(
-                "KILN_CAPTCHA_ISSUE_TTL_SECS",
-                300,
-            )?),
-        };
-        config.validate()?;
-        Ok(config)
-    }
-
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.salt.len() < 16 {
             bail!("KILN_CAPTCHA_SALT must be at least 16 bytes");

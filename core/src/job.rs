@@ -12,10 +12,10 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    pub const ALL: [Self; 3] = [Self::Image, Self::Card, Self::Captcha];
+
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::Image, Self::Card, Self::Captcha]
-            .into_iter()
-            .find(|k| k.name() == name)
+        Self::ALL.into_iter().find(|k| k.name() == name)
     }
 
     pub fn name(self) -> &'static str {

@@ -8,7 +8,14 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::config::SigningConfig;
+/// Signing settings for native `/img/` URLs (read from `KILN_SIGNING_KEYS`,
+/// `KILN_SIGNATURE_SIZE`, `KILN_ALLOW_UNSAFE_URLS` by `kiln-infra`).
+#[derive(Clone, Debug)]
+pub struct SigningConfig {
+    pub keys: Vec<Vec<u8>>,
+    pub signature_len: usize,
+    pub allow_unsafe: bool,
+}
 
 /// Length of an untruncated signature (32 bytes in base64url without padding).
 pub const FULL_SIGNATURE_LEN: usize = 43;

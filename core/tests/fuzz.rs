@@ -16,9 +16,9 @@ use proptest::prelude::*;
 use proptest::sample::{select, Index};
 
 use kiln_core::cards::{CardSpec, Templates};
-use kiln_core::config::SigningConfig;
 use kiln_core::nginx_link::{LinkRequest, SecureLinkExpr};
 use kiln_core::options::ImageOptions;
+use kiln_core::signing::SigningConfig;
 use kiln_core::source_key::SourceKey;
 
 fn corpus(name: &str) -> Vec<String> {

@@ -32,7 +32,7 @@ pub enum PlannedItem {
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Planned {
     #[sqlx(try_from = "String")]
-    pub kind: crate::job::JobKind,
+    pub kind: kiln_core::job::JobKind,
     pub cache_key: String,
     pub object_key: String,
     pub source_key: String,

@@ -7,6 +7,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use kiln_core::captcha::{CaptchaConfig, KeyMode};
+use kiln_core::signing::SigningConfig;
 
 /// Reads `name`, falling back to `default` when unset or empty.
 pub fn var_or(name: &str, default: &str) -> String {
@@ -227,16 +229,14 @@ impl SourceLimits {
     }
 }
 
-/// Signing settings for native `/img/` URLs.
-#[derive(Clone, Debug)]
-pub struct SigningConfig {
-    pub keys: Vec<Vec<u8>>,
-    pub signature_len: usize,
-    pub allow_unsafe: bool,
+/// Settings of a type from the pure crate (`kiln-core`), read from `KILN_*`
+/// variables here so that crate never touches the environment.
+pub trait FromEnv: Sized {
+    fn from_env() -> anyhow::Result<Self>;
 }
 
-impl SigningConfig {
-    pub fn from_env() -> anyhow::Result<Self> {
+impl FromEnv for SigningConfig {
+    fn from_env() -> anyhow::Result<Self> {
         let keys: Vec<Vec<u8>> = var_opt("KILN_SIGNING_KEYS")
             .unwrap_or_default()
             .split(',')
@@ -251,14 +251,17 @@ impl SigningConfig {
         for key in &keys {
             check_secret("KILN_SIGNING_KEYS", &String::from_utf8_lossy(key))?;
         }
-        let signature_len = parse_or("KILN_SIGNATURE_SIZE", crate::signing::FULL_SIGNATURE_LEN)?;
-        if !(crate::signing::MIN_SIGNATURE_LEN..=crate::signing::FULL_SIGNATURE_LEN)
+        let signature_len = parse_or(
+            "KILN_SIGNATURE_SIZE",
+            kiln_core::signing::FULL_SIGNATURE_LEN,
+        )?;
+        if !(kiln_core::signing::MIN_SIGNATURE_LEN..=kiln_core::signing::FULL_SIGNATURE_LEN)
             .contains(&signature_len)
         {
             bail!(
                 "KILN_SIGNATURE_SIZE must be between {} and {}",
-                crate::signing::MIN_SIGNATURE_LEN,
-                crate::signing::FULL_SIGNATURE_LEN
+                kiln_core::signing::MIN_SIGNATURE_LEN,
+                kiln_core::signing::FULL_SIGNATURE_LEN
             );
         }
         Ok(Self {
@@ -266,6 +269,39 @@ impl SigningConfig {
             signature_len,
             allow_unsafe,
         })
+    }
+}
+
+impl FromEnv for CaptchaConfig {
+    fn from_env() -> anyhow::Result<Self> {
+        let salt = var_opt("KILN_CAPTCHA_SALT")
+            .context("KILN_CAPTCHA_SALT must be set (32 bytes or more; up.sh writes one)")?;
+        check_secret("KILN_CAPTCHA_SALT", &salt)?;
+        let key_mode = match var_or("KILN_CAPTCHA_KEY_MODE", "hmac").as_str() {
+            "hmac" => KeyMode::Hmac,
+            "md5" => KeyMode::Md5Compat,
+            other => bail!("KILN_CAPTCHA_KEY_MODE={other:?}: expected hmac or md5"),
+        };
+        let config = Self {
+            salt: salt.into_bytes(),
+            key_mode,
+            length: parse_or("KILN_CAPTCHA_LENGTH", 6)?,
+            alphabet: var_or(
+                "KILN_CAPTCHA_ALPHABET",
+                kiln_core::captcha::DEFAULT_ALPHABET,
+            )
+            .chars()
+            .collect(),
+            slot_digits: parse_or("KILN_CAPTCHA_POOL_DIGITS", 3)?,
+            width: parse_or("KILN_CAPTCHA_WIDTH", 200)?,
+            height: parse_or("KILN_CAPTCHA_HEIGHT", 70)?,
+            issue_ttl: std::time::Duration::from_secs(parse_or(
+                "KILN_CAPTCHA_ISSUE_TTL_SECS",
+                300,
+            )?),
+        };
+        config.validate()?;
+        Ok(config)
     }
 }
 

@@ -19,7 +19,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
 use crate::config::AmqpConfig;
-use crate::job::JobKind;
+use kiln_core::job::JobKind;
 
 pub const MAX_PRIORITY: u8 = 10;
 
@@ -83,6 +83,18 @@ impl Topology {
 
     pub fn dead_queue(&self, kind: JobKind) -> String {
         format!("{}{}.dead", self.prefix, kind.name())
+    }
+
+    /// Every queue this topology declares, over all job kinds.
+    pub fn queue_names(&self) -> Vec<String> {
+        JobKind::ALL
+            .into_iter()
+            .flat_map(|kind| {
+                std::iter::once(self.work_queue(kind))
+                    .chain((1..self.max_attempts).map(move |n| self.retry_queue(kind, n)))
+                    .chain(std::iter::once(self.dead_queue(kind)))
+            })
+            .collect()
     }
 
     /// Declares every queue of `kind` (idempotent).

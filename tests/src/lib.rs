@@ -12,8 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use kiln_core::config::{S3Config, SigningConfig};
-use kiln_core::storage::Storage;
+use kiln_core::signing::SigningConfig;
+use kiln_infra::config::{AmqpConfig, S3Config};
+use kiln_infra::queue::Topology;
+use kiln_infra::storage::Storage;
 use rand::RngExt as _;
 use sqlx::{Connection as _, Executor as _, PgConnection};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -68,7 +70,7 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub async fn new() -> anyhow::Result<Self> {
-        let _ = kiln_core::env_file::load();
+        let _ = kiln_infra::env_file::load();
         let id = format!("t{:012x}", rand::rng().random::<u64>() & 0xffff_ffff_ffff);
         let admin_url = std::env::var("KILN_DATABASE_URL")
             .context("KILN_DATABASE_URL must be set (run deploy/local/test.sh)")?;
@@ -235,6 +237,32 @@ impl TestEnv {
         Process::spawn(cmd, "kiln-worker health on ", "worker").await
     }
 
+    /// Deletes every queue this test's processes may have declared.
+    async fn delete_queues(&self) -> anyhow::Result<()> {
+        let amqp = lapin::Connection::connect(&std::env::var("KILN_AMQP_URL")?, Default::default())
+            .await?;
+        let channel = amqp.create_channel().await?;
+        // The most attempts a test may configure: every retry queue it could have.
+        let topology = Topology::new(&AmqpConfig {
+            url: String::new(),
+            queue_prefix: self.queue_prefix.clone(),
+            timeout: Duration::from_secs(3),
+            max_attempts: 10,
+            queue_expires: None,
+            quorum_queues: false,
+            max_queue_length: None,
+        });
+        for name in topology.queue_names() {
+            // Deleting a queue that was never declared is a no-op in RabbitMQ.
+            channel
+                .queue_delete(name.as_str().into(), Default::default())
+                .await
+                .with_context(|| format!("deleting {name}"))?;
+        }
+        let _ = amqp.close(200, "".into()).await;
+        Ok(())
+    }
+
     /// Messages waiting in this test's queue `{prefix}{name}` (e.g. `card`).
     pub async fn queue_depth(&self, name: &str) -> anyhow::Result<u32> {
         let amqp = lapin::Connection::connect(&std::env::var("KILN_AMQP_URL")?, Default::default())
@@ -352,8 +380,15 @@ impl TestEnv {
         )
     }
 
-    /// Drops this test's database (best effort; leftovers are swept by test.sh).
+    /// Drops this test's database and deletes its queues (best effort;
+    /// leftover databases are swept by test.sh). Queues left behind would
+    /// expire, but only while the broker runs: a broker stopped first
+    /// recovers every one of them on its next boot (a thousand queues from
+    /// one run outlasted the 300 s start-up bound on a 1024-descriptor limit).
     pub async fn cleanup(self) {
+        if let Err(err) = self.delete_queues().await {
+            eprintln!("cleanup: queues of {} not deleted: {err:#}", self.id);
+        }
         if let Ok(admin_url) = std::env::var("KILN_DATABASE_URL") {
             if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
                 let _ = admin
@@ -546,6 +581,27 @@ impl Process {
             .filter(|line| labels.iter().all(|l| line.contains(l)))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum())
+    }
+
+    /// Polls a metric until it reaches `want` or `within` passes; returns
+    /// the last value read (for work that finishes after the response a
+    /// test saw, such as a retry still running).
+    pub async fn metric_reaching(
+        &self,
+        client: &reqwest::Client,
+        name: &str,
+        labels: &[&str],
+        want: f64,
+        within: Duration,
+    ) -> anyhow::Result<f64> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let value = self.metric(client, name, labels).await?;
+            if value >= want || tokio::time::Instant::now() >= deadline {
+                return Ok(value);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

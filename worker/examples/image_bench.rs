@@ -16,8 +16,8 @@ use anyhow::{bail, Context as _};
 use image::codecs::png::PngEncoder;
 use image::{ImageEncoder, RgbImage, RgbaImage};
 
-use kiln_core::config::SourceLimits;
 use kiln_core::options::ImageOptions;
+use kiln_infra::config::SourceLimits;
 use kiln_worker::render::{render_alone as render, Settings};
 
 fn main() -> anyhow::Result<()> {

@@ -10,8 +10,8 @@ use kiln_core::job::JobKind;
 
 use crate::chromium::{Launch, PoolConfig, Sandbox};
 use kiln_core::captcha::CaptchaConfig;
-use kiln_core::config::{
-    millis_or, parse_or, var_or, AmqpConfig, DbConfig, S3Config, SourceLimits,
+use kiln_infra::config::{
+    millis_or, parse_or, var_or, AmqpConfig, DbConfig, FromEnv as _, S3Config, SourceLimits,
 };
 
 /// Where the process listens unless told otherwise.

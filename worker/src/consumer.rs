@@ -18,9 +18,9 @@ use lapin::types::FieldTable;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use kiln_core::config::AmqpConfig;
 use kiln_core::job::{now_ms, PRIORITY_ON_DEMAND};
-use kiln_core::queue::{self, Publisher, Topology};
+use kiln_infra::config::AmqpConfig;
+use kiln_infra::queue::{self, Publisher, Topology};
 
 use crate::jobs::{Delivered, JobError, JobHandler};
 use crate::metrics as m;

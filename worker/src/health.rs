@@ -12,8 +12,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use kiln_core::queue::Publisher;
-use kiln_core::storage::Storage;
+use kiln_infra::queue::Publisher;
+use kiln_infra::storage::Storage;
 
 #[derive(Clone)]
 pub struct Health {

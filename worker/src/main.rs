@@ -8,9 +8,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use kiln_core::job::JobKind;
-use kiln_core::queue::Publisher;
-use kiln_core::storage::Storage;
-use kiln_core::{db, env_file, shutdown, telemetry};
+use kiln_infra::queue::Publisher;
+use kiln_infra::storage::Storage;
+use kiln_infra::{db, env_file, shutdown, telemetry};
 
 use kiln_core::cards::Templates;
 use kiln_worker::captcha::{refill, Fonts};
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     let env_file = env_file::load();
     // `healthcheck`: probe the running process's /readyz (container health).
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        return kiln_core::healthcheck::run(
+        return kiln_infra::healthcheck::run(
             "KILN_WORKER_LISTEN",
             kiln_worker::config::DEFAULT_LISTEN,
         );

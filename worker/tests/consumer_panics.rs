@@ -5,9 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kiln_core::config::AmqpConfig;
 use kiln_core::job::{ImageJob, JobKind, PRIORITY_ON_DEMAND};
-use kiln_core::queue::{Publisher, Topology};
+use kiln_infra::config::AmqpConfig;
+use kiln_infra::queue::{Publisher, Topology};
 use kiln_worker::consumer::Consumer;
 use kiln_worker::jobs::{Delivered, JobError, JobHandler};
 use lapin::options::QueueDeclareOptions;
@@ -56,7 +56,7 @@ impl JobHandler for Panicking {
 
 #[tokio::test]
 async fn a_panicking_job_is_failed_and_acked_not_redelivered() -> anyhow::Result<()> {
-    let _ = kiln_core::env_file::load();
+    let _ = kiln_infra::env_file::load();
     let url = std::env::var("KILN_AMQP_URL")
         .map_err(|_| anyhow::anyhow!("KILN_AMQP_URL must be set (run deploy/local/test.sh)"))?;
     let amqp = AmqpConfig {
@@ -125,7 +125,7 @@ async fn a_panicking_job_is_failed_and_acked_not_redelivered() -> anyhow::Result
         0,
         "the panicking job came back"
     );
-    let connection = kiln_core::queue::connect(&amqp, "test").await?;
+    let connection = kiln_infra::queue::connect(&amqp, "test").await?;
     let channel = connection.create_channel().await?;
     let queue = channel
         .queue_declare(

@@ -23,9 +23,9 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use kiln_core::captcha::CaptchaConfig;
-use kiln_core::captcha_pool::{self, LeasedCaptcha};
 use kiln_core::job::{now_ms, CaptchaJob, JobKind, PRIORITY_ON_DEMAND};
-use kiln_core::storage::StorageError;
+use kiln_infra::captcha_pool::{self, LeasedCaptcha};
+use kiln_infra::storage::StorageError;
 
 use crate::body::ApiJson;
 use crate::client_addr::{limit_key, ClientAddr};

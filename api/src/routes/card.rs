@@ -19,13 +19,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
-use kiln_core::bulk::Planned;
 use kiln_core::cache_key::object_key;
 use kiln_core::cards::{CardSpec, CardTemplate, ParamKind};
 use kiln_core::job::{now_ms, CardJob, JobKind};
-use kiln_core::renditions::NewRendition;
 use kiln_core::signing::{card_payload, Verdict};
 use kiln_core::source_key::SourceKey;
+use kiln_infra::bulk::Planned;
+use kiln_infra::renditions::NewRendition;
 
 use crate::client_addr::{limit_key, ClientAddr};
 use crate::error::ApiError;

@@ -14,7 +14,7 @@ use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use kiln_core::cards::{CardSpec, CardTemplate, Templates};
-use kiln_core::renditions::{self, Status};
+use kiln_infra::renditions::{self, Status};
 
 use crate::error::ApiError;
 use crate::rendition::render_uncached;

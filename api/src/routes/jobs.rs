@@ -33,10 +33,10 @@ use serde_json::value::RawValue;
 
 use crate::body::{require_json, BodyBytes};
 use crate::partner_access::PartnerKey;
-use kiln_core::bulk::{self, Planned, PlannedItem};
 use kiln_core::cards::{CardSpec, CardTemplate, ParamKind};
 use kiln_core::options::ImageOptions;
 use kiln_core::source_key::SourceKey;
+use kiln_infra::bulk::{self, Planned, PlannedItem};
 
 use crate::admin::Caller;
 use crate::error::ApiError;
@@ -203,7 +203,7 @@ pub async fn submit(
         .with("items", errors)
         .into_response());
     }
-    let id = format!("job_{}", &kiln_core::links::random_token()[..22]);
+    let id = format!("job_{}", &kiln_infra::links::random_token()[..22]);
     let cap = match caller {
         Caller::Partner(_) => Some(state.config.bulk_max_pending_per_partner),
         Caller::Admin => None,
@@ -425,7 +425,7 @@ fn card_outcome(planned: Option<Planned>) -> Result<PlannedItem, ApiError> {
     summary = "A job's progress and failed items",
     params(("id" = String, Path, description = "the job")),
     responses(
-        (status = 200, description = "progress", body = kiln_core::bulk::Progress),
+        (status = 200, description = "progress", body = kiln_infra::bulk::Progress),
         (status = 401, description = "no key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 404, description = "no such job (for this key)", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
     ),
     security(("admin" = []), ("partner" = []), ("partnerHeader" = []))
@@ -443,7 +443,7 @@ pub async fn progress(
     summary = "Cancel what has not been handed to the render queues",
     params(("id" = String, Path, description = "the job")),
     responses(
-        (status = 200, description = "progress after cancelling", body = kiln_core::bulk::Progress),
+        (status = 200, description = "progress after cancelling", body = kiln_infra::bulk::Progress),
         (status = 401, description = "no key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 404, description = "no such job (for this key)", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
     ),
     security(("admin" = []), ("partner" = []), ("partnerHeader" = []))

@@ -18,9 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use kiln_core::links::{self, NewLink, Refused};
 use kiln_core::source_key::SourceKey;
-use kiln_core::storage::{attachment, StorageError};
+use kiln_infra::links::{self, NewLink, Refused};
+use kiln_infra::storage::{attachment, StorageError};
 
 use crate::body::ApiJson;
 use crate::error::ApiError;

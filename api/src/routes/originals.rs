@@ -16,7 +16,7 @@ use axum::Extension;
 
 use crate::partner_access::PartnerKey;
 use kiln_core::source_key::SourceKey;
-use kiln_core::storage::content_type_of;
+use kiln_infra::storage::content_type_of;
 
 use crate::error::ApiError;
 use crate::partner_access::{deny, DeliveredBytes};

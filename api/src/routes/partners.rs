@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use kiln_core::partners::{self, Limits, PartnerError};
+use kiln_infra::partners::{self, Limits, PartnerError};
 
 use crate::body::{parse_json, ApiJson, BodyBytes};
 use crate::error::ApiError;
@@ -52,7 +52,7 @@ fn partner_error(state: &AppState, err: PartnerError) -> ApiError {
     summary = "Create a partner and its first key (shown this once)",
     request_body = NewPartner,
     responses(
-        (status = 201, description = "created", body = kiln_core::partners::Issued),
+        (status = 201, description = "created", body = kiln_infra::partners::Issued),
         (status = 400, description = "invalid request", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 401, description = "no admin key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 403, description = "not an admin key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "the name is taken", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 413, description = "body over 64 KiB", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 415, description = "not JSON", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "a dependency is unavailable", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
@@ -78,7 +78,7 @@ pub async fn create(
     get, path = "/v1/partners", operation_id = "listPartners", tag = "partners",
     summary = "List partners (keys by hint only)",
     responses(
-        (status = 200, description = "partners", body = Vec<kiln_core::partners::Partner>),
+        (status = 200, description = "partners", body = Vec<kiln_infra::partners::Partner>),
         (status = 401, description = "no admin key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 403, description = "not an admin key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
     ),
     security(("admin" = []))
@@ -96,7 +96,7 @@ pub async fn list(State(state): State<SharedState>) -> Result<Response, ApiError
     params(("name" = String, Path, description = "the partner")),
     request_body(content = Option<Rotation>, description = "new prefixes (optional; an empty body keeps them)"),
     responses(
-        (status = 200, description = "the new key (shown this once)", body = kiln_core::partners::Issued),
+        (status = 200, description = "the new key (shown this once)", body = kiln_infra::partners::Issued),
         (status = 400, description = "invalid request", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 401, description = "no admin key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 403, description = "not an admin key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "no active partner of that name", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),
     ),

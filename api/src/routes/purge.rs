@@ -13,9 +13,9 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
-use kiln_core::partners::within_prefix;
-use kiln_core::purge::{self, Scope};
 use kiln_core::source_key::SourceKey;
+use kiln_infra::partners::within_prefix;
+use kiln_infra::purge::{self, Scope};
 
 use crate::admin::Caller;
 use crate::body::ApiJson;

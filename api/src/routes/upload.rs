@@ -18,10 +18,10 @@ use axum::{Extension, Json};
 use bytes::BytesMut;
 use http_body_util::BodyExt as _;
 
-use kiln_core::config::SourceLimits;
 use kiln_core::image_header::{self, Header};
 use kiln_core::source_key::SourceKey;
-use kiln_core::storage::{OriginalUpload, StorageError};
+use kiln_infra::config::SourceLimits;
+use kiln_infra::storage::{OriginalUpload, StorageError};
 
 use crate::admin::Caller;
 use crate::error::ApiError;

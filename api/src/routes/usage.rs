@@ -15,7 +15,7 @@ use axum::{Extension, Json};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 
-use kiln_core::usage::{self, Period, UsageRow};
+use kiln_infra::usage::{self, Period, UsageRow};
 
 use crate::admin::Caller;
 use crate::error::ApiError;
@@ -74,7 +74,7 @@ fn instant(value: Option<&str>, name: &str) -> Result<Option<DateTime<Utc>>, Api
     params(UsageQuery),
     responses(
         (status = 200, description = "rows ordered by period, partner, kind", content(
-            (Vec<kiln_core::usage::UsageRow> = "application/json"),
+            (Vec<kiln_infra::usage::UsageRow> = "application/json"),
             (String = "text/csv"),
         )),
         (status = 400, description = "invalid range or parameter", body = crate::openapi::ProblemBody, content_type = "application/problem+json"), (status = 401, description = "no key", body = crate::openapi::ProblemBody, content_type = "application/problem+json"),

@@ -5,7 +5,7 @@
 //! answer is reused, `/metrics` can live on a listener of its own and
 //! `/readyz` is cheap however often it is asked.
 
-use kiln_core::config::SigningConfig;
+use kiln_core::signing::SigningConfig;
 use kiln_e2e::{http, images, status_once_ready, TestEnv, SIGNING_KEY};
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use kiln_core::captcha_pool;
+use kiln_infra::captcha_pool;
 
 use crate::jobs::captcha::{CaptchaContext, STALE_CLAIM_SECS};
 use crate::metrics as m;

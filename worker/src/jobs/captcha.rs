@@ -7,8 +7,8 @@ use anyhow::Context as _;
 use sqlx::PgPool;
 
 use kiln_core::captcha::CaptchaConfig;
-use kiln_core::captcha_pool;
 use kiln_core::job::{CaptchaJob, JobKind};
+use kiln_infra::captcha_pool;
 
 use crate::captcha::{generate, Fonts};
 use crate::jobs::{Delivered, JobError, JobHandler};

@@ -17,7 +17,7 @@ use sqlx::PgPool;
 use kiln_core::cards::{Asset, CardTemplate, Templates};
 use kiln_core::format::OutputFormat;
 use kiln_core::job::{CardJob, JobKind};
-use kiln_core::storage::{Storage, StorageError};
+use kiln_infra::storage::{Storage, StorageError};
 
 use crate::card_html;
 use crate::chromium::{BrowserPool, Capture, PageContent, TabError};

@@ -11,8 +11,8 @@ use sqlx::PgPool;
 
 use kiln_core::job::ImageJob;
 use kiln_core::options::ImageOptions;
-use kiln_core::renditions;
-use kiln_core::storage::{Storage, StorageError};
+use kiln_infra::renditions;
+use kiln_infra::storage::{Storage, StorageError};
 
 use crate::jobs::{Delivered, JobError, JobHandler};
 use crate::metrics as m;

@@ -58,8 +58,8 @@ pub trait JobHandler: Send + Sync + 'static {
 /// `record_failure` and `give_up` for jobs that render a `renditions` row.
 pub(crate) mod rendition_outcome {
     use anyhow::Context as _;
-    use kiln_core::renditions;
-    use kiln_core::storage::Storage;
+    use kiln_infra::renditions;
+    use kiln_infra::storage::Storage;
     use sqlx::PgPool;
 
     use super::JobError;

@@ -13,9 +13,9 @@
 
 use image::DynamicImage;
 
-use kiln_core::config::SourceLimits;
 use kiln_core::format::OutputFormat;
 use kiln_core::options::{CropRect, FormatChoice, ImageOptions};
+use kiln_infra::config::SourceLimits;
 
 mod color;
 mod decode;

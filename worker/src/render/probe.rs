@@ -8,7 +8,7 @@ use std::io::Cursor;
 use image::metadata::Orientation;
 use image::{ImageDecoder, ImageFormat, ImageReader};
 
-use kiln_core::config::SourceLimits;
+use kiln_infra::config::SourceLimits;
 
 use super::{jpeg_header, RenderError};
 

@@ -7,9 +7,9 @@ use image::codecs::gif::GifEncoder;
 use image::{DynamicImage, Frame as GifFrame, GenericImageView, ImageFormat, Rgb, RgbImage};
 use image::{Rgba, RgbaImage};
 
-use kiln_core::config::SourceLimits;
 use kiln_core::format::OutputFormat;
 use kiln_core::options::ImageOptions;
+use kiln_infra::config::SourceLimits;
 
 use super::{jpeg_header, render_alone as render, RenderError, Rendered, Settings};
 

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use kiln_core::usage::UsageRow;
+use kiln_infra::usage::UsageRow;
 
 /// Days the page shows, ending today.
 pub const DAYS: i64 = 30;
@@ -110,7 +110,7 @@ td, th {{ padding: .35rem .8rem; border-bottom: 1px solid #e4e7ec; text-align: l
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_core::usage::parse_instant;
+    use kiln_infra::usage::parse_instant;
 
     #[test]
     fn each_day_gets_a_bar_and_input_is_escaped() {
