@@ -6,16 +6,17 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use axum::http::StatusCode;
 use kiln_core::captcha::CaptchaConfig;
+use kiln_core::limits::SourceLimits;
 use kiln_core::nginx_link::SecureLinkExpr;
 use kiln_core::options::AutoFormats;
 use kiln_core::signing::SigningConfig;
 use kiln_infra::config::{
     bool_or, check_secret, millis_or, parse_or, var_opt, var_or, AmqpConfig, DbConfig,
-    FromEnv as _, S3Config, SourceLimits,
+    FromEnv as _, S3Config,
 };
 
-use crate::client_addr::TrustedProxies;
-use crate::server::ServerLimits;
+use crate::plumbing::client_addr::TrustedProxies;
+use crate::plumbing::server::ServerLimits;
 
 /// Where the process listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -258,7 +259,7 @@ fn admin_keys() -> anyhow::Result<Vec<[u8; 32]>> {
         .filter(|k| !k.is_empty())
         .map(|key| {
             check_secret("KILN_ADMIN_KEYS", key)?;
-            Ok(crate::admin::digest(key))
+            Ok(crate::partners::admin::digest(key))
         })
         .collect()
 }

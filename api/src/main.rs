@@ -9,93 +9,46 @@ use tokio::sync::Semaphore;
 
 use kiln_core::cards::Templates;
 use kiln_core::job::JobKind;
+use kiln_infra::bootstrap::Binary;
 use kiln_infra::queue::Publisher;
+use kiln_infra::readiness::Dependencies;
 use kiln_infra::storage::Storage;
-use kiln_infra::{db, env_file, shutdown, telemetry};
+use kiln_infra::{db, shutdown, telemetry};
 
-mod admin;
-mod body;
-mod bulk_feeder;
-mod cache_tags;
 mod captcha_issuer;
-mod client_addr;
 mod config;
-mod delivery;
-mod error;
-mod hot_cache;
-mod metering;
-mod metrics;
+mod miss;
 mod openapi;
-mod partner_access;
-mod problem;
-mod rate_limit;
-mod rendition;
-mod request_id;
-mod retention;
+mod partners;
+mod plumbing;
 mod routes;
-mod server;
 mod state;
-mod waiters;
 
 use config::ApiConfig;
-use rate_limit::{Rate, RateLimiter};
+use miss::waiters::Waiters;
+use plumbing::rate_limit::{Rate, RateLimiter};
 use state::AppState;
-use waiters::Waiters;
 
 fn main() -> ExitCode {
-    let env_file = env_file::load();
-    // `healthcheck`: probe the running process's /readyz (container health).
-    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        return kiln_infra::healthcheck::run("KILN_LISTEN", config::DEFAULT_LISTEN);
+    Binary {
+        name: "kiln-api",
+        listen_var: "KILN_LISTEN",
+        default_listen: config::DEFAULT_LISTEN,
     }
-    telemetry::init_tracing();
-    if let Err(err) = env_file {
-        tracing::error!("{err:#}");
-        return ExitCode::FAILURE;
-    }
-    let config = match ApiConfig::from_env() {
-        Ok(config) => config,
-        Err(err) => {
-            tracing::error!("invalid configuration: {err:#}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            tracing::error!(%err, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("kiln-api stopped: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    .main(ApiConfig::from_env, run)
 }
 
 async fn run(config: ApiConfig) -> anyhow::Result<()> {
     let cancel = shutdown::on_signals();
-    let metrics_handle = match telemetry::install_metrics() {
-        Ok(handle) => Some(handle),
-        Err(err) => {
-            tracing::warn!("metrics disabled: {err:#}");
-            None
-        }
-    };
-    metrics::describe();
+    let metrics_handle = telemetry::metrics_or_warn();
+    plumbing::metrics::describe();
 
     let db = db::pool(&config.db)?;
     if config.migrate {
         db::migrate(&db).await?;
     }
     let waiters = Arc::new(Waiters::default());
-    let hot = Arc::new(hot_cache::HotCache::default());
+    let hot = Arc::new(miss::hot_cache::HotCache::default());
     // Requests still being served at shutdown wait on renders: the listener
     // that wakes them stops only after the server has drained.
     let stop_listener = tokio_util::sync::CancellationToken::new();
@@ -116,13 +69,13 @@ async fn run(config: ApiConfig) -> anyhow::Result<()> {
         )
     })?;
     tracing::info!(templates = ?templates.names().collect::<Vec<_>>(), "card templates loaded");
+    let storage = Storage::new(config.s3.clone());
+    let publisher = Arc::new(Publisher::new(config.amqp.clone(), JobKind::ALL.to_vec()));
     let state = Arc::new(AppState {
         templates,
-        storage: Storage::new(config.s3.clone()),
-        publisher: Publisher::new(
-            config.amqp.clone(),
-            vec![JobKind::Image, JobKind::Card, JobKind::Captcha],
-        ),
+        dependencies: Dependencies::new(db.clone(), publisher.clone(), storage.clone()),
+        storage,
+        publisher,
         public_url: config
             .public_url
             .clone()
@@ -144,13 +97,12 @@ async fn run(config: ApiConfig) -> anyhow::Result<()> {
             config.unknown_key_rate.0,
             config.unknown_key_rate.1,
         )),
-        readiness: Default::default(),
         wait_slots: Semaphore::new(config.max_waiting),
         upload_slots: Semaphore::new(config.upload_concurrency),
         hot,
-        hits: retention::HitLog::new(config.retention_days.is_some()),
-        partner_keys: partner_access::KeyCache::new(config.partner_cache_capacity),
-        meter: metering::Meter::new(config.audit),
+        hits: miss::retention::HitLog::new(config.retention_days.is_some()),
+        partner_keys: partners::partner_access::KeyCache::new(config.partner_cache_capacity),
+        meter: partners::metering::Meter::new(config.audit),
         quotas: Default::default(),
         partner_rate: RateLimiter::new(Rate::per_second(1, 1)),
         waiters,
@@ -159,11 +111,11 @@ async fn run(config: ApiConfig) -> anyhow::Result<()> {
         config,
     });
     let app = routes::router(state.clone());
-    let feeder = tokio::spawn(bulk_feeder::run(state.clone(), cancel.clone()));
+    let feeder = tokio::spawn(partners::bulk_feeder::run(state.clone(), cancel.clone()));
     // Usage counts and hit times are flushed until the server has finished
     // its last request.
     let stop_flusher = tokio_util::sync::CancellationToken::new();
-    let retention = tokio::spawn(retention::run(state.clone(), stop_flusher.clone()));
+    let retention = tokio::spawn(miss::retention::run(state.clone(), stop_flusher.clone()));
     let flusher = tokio::spawn({
         let (state, stop) = (state.clone(), stop_flusher.clone());
         async move {
@@ -182,7 +134,7 @@ async fn run(config: ApiConfig) -> anyhow::Result<()> {
             let metrics_app = routes::metrics_router(state.clone());
             let limits = state.config.server.clone();
             println!("kiln-api metrics on http://{}", listener.local_addr()?);
-            Some(tokio::spawn(server::serve(
+            Some(tokio::spawn(plumbing::server::serve(
                 listener,
                 metrics_app,
                 limits,
@@ -195,7 +147,7 @@ async fn run(config: ApiConfig) -> anyhow::Result<()> {
     // Tests and scripts read this line to find the port when KILN_LISTEN ends in :0.
     println!("kiln-api listening on http://{bound}");
     tracing::info!(%bound, "kiln-api listening");
-    server::serve(
+    plumbing::server::serve(
         listener,
         app,
         state.config.server.clone(),

@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use crate::routes;
 
 /// The body of every `/v1` error (`application/problem+json`, RFC 9457), as
-/// `crate::problem::Problem` writes it.
+/// `crate::plumbing::problem::Problem` writes it.
 #[derive(ToSchema)]
 #[allow(dead_code)] // a description of what Problem serialises
 pub struct ProblemBody {

@@ -8,25 +8,26 @@ use tokio::sync::Semaphore;
 
 use kiln_core::cards::Templates;
 use kiln_infra::queue::Publisher;
+use kiln_infra::readiness::Dependencies;
 use kiln_infra::storage::Storage;
 
 use crate::captcha_issuer::CaptchaIssuer;
 use crate::config::ApiConfig;
-use crate::hot_cache::HotCache;
-use crate::metering::Meter;
-use crate::partner_access::{KeyCache, QuotaBook};
-use crate::rate_limit::RateLimiter;
-use crate::waiters::Waiters;
+use crate::miss::hot_cache::HotCache;
+use crate::miss::waiters::Waiters;
+use crate::partners::metering::Meter;
+use crate::partners::partner_access::{KeyCache, QuotaBook};
+use crate::plumbing::rate_limit::RateLimiter;
 
 pub struct AppState {
     pub config: ApiConfig,
     pub db: PgPool,
     pub storage: Storage,
-    pub publisher: Publisher,
+    pub publisher: Arc<Publisher>,
     pub waiters: Arc<Waiters>,
     pub hot: Arc<HotCache>,
     /// Renditions delivered since the last flush of hit times (retention).
-    pub hits: crate::retention::HitLog,
+    pub hits: crate::miss::retention::HitLog,
     /// Bounds how many requests may wait for renders at once.
     pub wait_slots: Semaphore,
     /// Bounds how many originals are uploaded at once (each holds a part).
@@ -44,8 +45,8 @@ pub struct AppState {
     pub public_miss_limit: RateLimiter,
     /// Per client: lookups of partner keys not in the cache.
     pub unknown_key_limit: RateLimiter,
-    /// `/readyz`'s last answer, reused for a second.
-    pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, crate::routes::Readiness)>>,
+    /// What PostgreSQL, RabbitMQ and S3 answer (`/readyz`).
+    pub dependencies: Dependencies,
     /// Partner keys, usage counts and limits.
     pub partner_keys: KeyCache,
     pub meter: Meter,

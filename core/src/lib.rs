@@ -10,6 +10,7 @@ pub mod cards;
 pub mod format;
 pub mod image_header;
 pub mod job;
+pub mod limits;
 pub mod nginx_link;
 pub mod options;
 pub mod signing;

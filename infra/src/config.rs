@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use kiln_core::captcha::{CaptchaConfig, KeyMode};
+use kiln_core::limits::SourceLimits;
 use kiln_core::signing::SigningConfig;
 
 /// Reads `name`, falling back to `default` when unset or empty.
@@ -206,19 +207,8 @@ impl S3Config {
     }
 }
 
-/// Limits on what a source may be; checked by the api from the object's size
-/// and by the worker from the image header before any pixel is decoded.
-#[derive(Clone, Copy, Debug)]
-pub struct SourceLimits {
-    pub max_bytes: u64,
-    pub max_width: u32,
-    pub max_height: u32,
-    pub max_pixels: u64,
-    pub max_output_dimension: u32,
-}
-
-impl SourceLimits {
-    pub fn from_env() -> anyhow::Result<Self> {
+impl FromEnv for SourceLimits {
+    fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             max_bytes: parse_or("KILN_MAX_SOURCE_BYTES", 50 * 1024 * 1024)?,
             max_width: parse_or("KILN_MAX_SOURCE_WIDTH", 20_000)?,

@@ -3,6 +3,7 @@
 //! worker and the CLI share. Everything pure (signing, options, cache keys,
 //! manifests) lives in `kiln-core`, below this crate.
 
+pub mod bootstrap;
 pub mod bulk;
 pub mod captcha_pool;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod links;
 pub mod partners;
 pub mod purge;
 pub mod queue;
+pub mod readiness;
 pub mod renditions;
 pub mod shutdown;
 pub mod storage;

@@ -35,3 +35,11 @@ pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::Promethe
         .install_recorder()
         .context("installing the Prometheus recorder")
 }
+
+/// [`install_metrics`], or `None` with a warning: a process without its
+/// metrics still serves.
+pub fn metrics_or_warn() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    install_metrics()
+        .inspect_err(|err| tracing::warn!("metrics disabled: {err:#}"))
+        .ok()
+}

@@ -114,10 +114,11 @@ async fn uploads_are_sniffed_bounded_and_never_overwrite_by_accident() -> anyhow
     )
     .await?;
     assert_eq!(status, 422, "{body}");
-    assert!(body["detail"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("pixel limits"));
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(" is over the ") && detail.ends_with(" limit"),
+        "names the limit crossed: {detail}"
+    );
 
     // Bad requests.
     for (path, expected) in [

@@ -16,8 +16,9 @@ use anyhow::{bail, Context as _};
 use image::codecs::png::PngEncoder;
 use image::{ImageEncoder, RgbImage, RgbaImage};
 
+use kiln_core::limits::SourceLimits;
 use kiln_core::options::ImageOptions;
-use kiln_infra::config::SourceLimits;
+use kiln_infra::config::FromEnv as _;
 use kiln_worker::render::{render_alone as render, Settings};
 
 fn main() -> anyhow::Result<()> {

@@ -10,8 +10,9 @@ use kiln_core::job::JobKind;
 
 use crate::chromium::{Launch, PoolConfig, Sandbox};
 use kiln_core::captcha::CaptchaConfig;
+use kiln_core::limits::SourceLimits;
 use kiln_infra::config::{
-    millis_or, parse_or, var_or, AmqpConfig, DbConfig, FromEnv as _, S3Config, SourceLimits,
+    millis_or, parse_or, var_or, AmqpConfig, DbConfig, FromEnv as _, S3Config,
 };
 
 /// Where the process listens unless told otherwise.

@@ -1,7 +1,6 @@
 //! The worker's small HTTP side: `/healthz`, `/readyz`, `/metrics`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,17 +8,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use kiln_infra::queue::Publisher;
-use kiln_infra::storage::Storage;
+use kiln_infra::readiness::Dependencies;
 
 #[derive(Clone)]
 pub struct Health {
-    pub db: PgPool,
-    pub storage: Storage,
-    pub publisher: Arc<Publisher>,
+    pub dependencies: Arc<Dependencies>,
     pub metrics: Option<PrometheusHandle>,
 }
 
@@ -37,17 +32,10 @@ pub async fn serve(listener: tokio::net::TcpListener, health: Health, cancel: Ca
     }
 }
 
+/// A worker is ready when it can do its whole job: fetch (S3), record
+/// (PostgreSQL) and take and retry work (RabbitMQ).
 async fn readyz(State(h): State<Health>) -> Response {
-    let limit = Duration::from_secs(2);
-    let (pg, mq, s3) = tokio::join!(
-        tokio::time::timeout(limit, async {
-            sqlx::query("SELECT 1").execute(&h.db).await.is_ok()
-        }),
-        tokio::time::timeout(limit, h.publisher.is_connected()),
-        tokio::time::timeout(limit, async { h.storage.check().await.is_ok() }),
-    );
-    let ok = |r: Result<bool, _>| r.unwrap_or(false);
-    if ok(pg) && ok(mq) && ok(s3) {
+    if h.dependencies.check().await.all() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use kiln_core::job::JobKind;
+use kiln_infra::bootstrap::Binary;
 use kiln_infra::queue::Publisher;
+use kiln_infra::readiness::Dependencies;
 use kiln_infra::storage::Storage;
-use kiln_infra::{db, env_file, shutdown, telemetry};
+use kiln_infra::{db, shutdown, telemetry};
 
 use kiln_core::cards::Templates;
 use kiln_worker::captcha::{refill, Fonts};
@@ -24,57 +26,28 @@ use kiln_worker::render_pool::RenderPool;
 use kiln_worker::{health, metrics};
 
 fn main() -> ExitCode {
-    let env_file = env_file::load();
-    // `healthcheck`: probe the running process's /readyz (container health).
-    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        return kiln_infra::healthcheck::run(
-            "KILN_WORKER_LISTEN",
-            kiln_worker::config::DEFAULT_LISTEN,
-        );
+    Binary {
+        name: "kiln-worker",
+        listen_var: "KILN_WORKER_LISTEN",
+        default_listen: kiln_worker::config::DEFAULT_LISTEN,
     }
-    telemetry::init_tracing();
-    if let Err(err) = env_file {
-        tracing::error!("{err:#}");
-        return ExitCode::FAILURE;
-    }
-    let config = match WorkerConfig::from_env() {
-        Ok(config) => config,
-        Err(err) => {
-            tracing::error!("invalid configuration: {err:#}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            tracing::error!(%err, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("kiln-worker stopped: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    .main(WorkerConfig::from_env, run)
 }
 
 async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     let cancel = shutdown::on_signals();
-    let metrics_handle = telemetry::install_metrics().ok();
+    let metrics_handle = telemetry::metrics_or_warn();
     metrics::describe();
 
     let db = db::pool(&config.db)?;
     let storage = Storage::new(config.s3.clone());
     let publisher = Arc::new(Publisher::new(config.amqp.clone(), config.kinds.clone()));
     let health = health::Health {
-        db: db.clone(),
-        storage: storage.clone(),
-        publisher: publisher.clone(),
+        dependencies: Arc::new(Dependencies::new(
+            db.clone(),
+            publisher.clone(),
+            storage.clone(),
+        )),
         metrics: metrics_handle,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)

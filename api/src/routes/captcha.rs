@@ -27,11 +27,11 @@ use kiln_core::job::{now_ms, CaptchaJob, JobKind, PRIORITY_ON_DEMAND};
 use kiln_infra::captcha_pool::{self, LeasedCaptcha};
 use kiln_infra::storage::StorageError;
 
-use crate::body::ApiJson;
-use crate::client_addr::{limit_key, ClientAddr};
-use crate::error::ApiError;
-use crate::metrics as m;
-use crate::rate_limit::RateLimiter;
+use crate::plumbing::body::ApiJson;
+use crate::plumbing::client_addr::{limit_key, ClientAddr};
+use crate::plumbing::error::ApiError;
+use crate::plumbing::metrics as m;
+use crate::plumbing::rate_limit::RateLimiter;
 use crate::state::{AppState, SharedState};
 
 #[derive(Serialize)]

@@ -16,9 +16,10 @@ use axum::response::{IntoResponse, Response};
 use kiln_core::cards::{CardSpec, CardTemplate, Templates};
 use kiln_infra::renditions::{self, Status};
 
-use crate::error::ApiError;
-use crate::rendition::render_uncached;
-use crate::routes::card::{card_job, card_miss, pin_originals, split_card_path};
+use crate::miss::card_plan::{card_job, card_miss, pin_originals};
+use crate::miss::rendition::render_uncached;
+use crate::plumbing::error::ApiError;
+use crate::routes::card::split_card_path;
 use crate::state::{AppState, SharedState};
 
 pub async fn preview(State(state): State<SharedState>, uri: Uri) -> Response {

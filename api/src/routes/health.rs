@@ -11,60 +11,20 @@
 //! state is in the body (`"misses": "unavailable"`). `/readyz?strict=true`
 //! is 503 unless every dependency answers (start-up scripts, monitoring).
 //!
-//! Readiness costs a query and two round trips, so its answer is reused for
-//! a second: a flood of `/readyz` costs the dependencies one check a second.
-
-use std::time::Duration;
+//! The checks themselves are `kiln_infra::readiness`, shared with the worker
+//! (and reused for a second).
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::state::SharedState;
+use kiln_infra::readiness::Readiness;
 
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::state::SharedState;
 
 pub async fn healthz() -> &'static str {
     "ok\n"
-}
-
-async fn bounded<F: std::future::Future<Output = bool>>(check: F) -> bool {
-    tokio::time::timeout(CHECK_TIMEOUT, check)
-        .await
-        .unwrap_or(false)
-}
-
-/// What each dependency answered.
-#[derive(Clone, Copy, Debug)]
-pub struct Readiness {
-    postgres: bool,
-    rabbitmq: bool,
-    s3: bool,
-}
-
-const READINESS_REUSE: Duration = Duration::from_secs(1);
-
-async fn readiness(state: &SharedState) -> Readiness {
-    // One check at a time; everyone else waits for it and shares the answer.
-    let mut cached = state.readiness.lock().await;
-    if let Some((at, readiness)) = *cached {
-        if at.elapsed() < READINESS_REUSE {
-            return readiness;
-        }
-    }
-    let (postgres, rabbitmq, s3) = tokio::join!(
-        bounded(async { sqlx::query("SELECT 1").execute(&state.db).await.is_ok() }),
-        bounded(state.publisher.is_connected()),
-        bounded(async { state.storage.check().await.is_ok() }),
-    );
-    let readiness = Readiness {
-        postgres,
-        rabbitmq,
-        s3,
-    };
-    *cached = Some((std::time::Instant::now(), readiness));
-    readiness
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -81,7 +41,7 @@ pub async fn readyz(
         postgres,
         rabbitmq,
         s3,
-    } = readiness(&state).await;
+    } = state.dependencies.check().await;
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
     let hits = postgres || state.hot.knows_renditions();
     let misses = postgres && rabbitmq && s3;

@@ -12,8 +12,8 @@ use kiln_core::options::ImageOptions;
 use kiln_core::signing::Verdict;
 use kiln_core::source_key::SourceKey;
 
-use crate::error::ApiError;
-use crate::rendition::serve_image;
+use crate::miss::rendition::serve_image;
+use crate::plumbing::error::ApiError;
 use crate::routes::unix_now;
 use crate::state::{AppState, SharedState};
 
@@ -88,12 +88,11 @@ pub(crate) fn checked_request(
     }
     let options =
         ImageOptions::parse(path.options).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let limit = state.config.limits.max_output_dimension;
-    if options.width > limit || options.height > limit {
-        return Err(ApiError::BadRequest(format!(
-            "requested size exceeds the {limit} px limit"
-        )));
-    }
+    state
+        .config
+        .limits
+        .check_output(options.width, options.height)
+        .map_err(|over| ApiError::BadRequest(over.to_string()))?;
     if options.expires.is_some_and(|exp| exp < unix_now()) {
         return Err(ApiError::Expired);
     }

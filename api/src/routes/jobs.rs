@@ -31,17 +31,18 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::body::{require_json, BodyBytes};
-use crate::partner_access::PartnerKey;
+use crate::partners::partner_access::PartnerKey;
+use crate::plumbing::body::{require_json, BodyBytes};
 use kiln_core::cards::{CardSpec, CardTemplate, ParamKind};
 use kiln_core::options::ImageOptions;
 use kiln_core::source_key::SourceKey;
 use kiln_infra::bulk::{self, Planned, PlannedItem};
 
-use crate::admin::Caller;
-use crate::error::ApiError;
-use crate::rendition::{plan_image, too_large};
-use crate::routes::card::{authorised, plan_card, split_card_path};
+use crate::miss::card_plan::plan_card;
+use crate::miss::rendition::{plan_image, too_large};
+use crate::partners::admin::Caller;
+use crate::plumbing::error::ApiError;
+use crate::routes::card::{authorised, split_card_path};
 use crate::routes::img::checked_request;
 use crate::state::{AppState, SharedState};
 
@@ -197,7 +198,7 @@ pub async fn submit(
     if !errors.is_empty() {
         let count = errors.len();
         errors.truncate(ERRORS_LISTED);
-        return Ok(crate::problem::Problem::bad_request(format!(
+        return Ok(crate::plumbing::problem::Problem::bad_request(format!(
             "{count} invalid item(s); nothing was queued"
         ))
         .with("items", errors)
@@ -334,12 +335,11 @@ async fn plan_image_item(
         SourceKey::new(image.source.as_str()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let options =
         ImageOptions::parse(&image.options).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let limit = state.config.limits.max_output_dimension;
-    if options.width > limit || options.height > limit {
-        return Err(ApiError::BadRequest(format!(
-            "requested size exceeds the {limit} px limit"
-        )));
-    }
+    state
+        .config
+        .limits
+        .check_output(options.width, options.height)
+        .map_err(|over| ApiError::BadRequest(over.to_string()))?;
     plan_checked_image(state, caller, &source, &options).await
 }
 

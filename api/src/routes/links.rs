@@ -22,8 +22,8 @@ use kiln_core::source_key::SourceKey;
 use kiln_infra::links::{self, NewLink, Refused};
 use kiln_infra::storage::{attachment, StorageError};
 
-use crate::body::ApiJson;
-use crate::error::ApiError;
+use crate::plumbing::body::ApiJson;
+use crate::plumbing::error::ApiError;
 use crate::routes::captcha::valid_filename;
 use crate::state::{AppState, SharedState};
 

@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::Router;
 
-use crate::metrics as m;
+use crate::plumbing::metrics as m;
 use crate::state::SharedState;
 
 mod captcha;
@@ -31,8 +31,6 @@ const BULK_BODY_LIMIT: usize = 8 * 1024 * 1024;
 /// Every other request body: links, partners, captcha answers.
 const BODY_LIMIT: usize = 64 * 1024;
 
-pub use health::Readiness;
-
 pub fn router(state: SharedState) -> Router {
     // Authenticated before any body byte is read: the layer runs before the
     // handlers' extractors.
@@ -46,7 +44,7 @@ pub fn router(state: SharedState) -> Router {
     }
     let admin = admin.route_layer(middleware::from_fn_with_state(
         state.clone(),
-        crate::admin::admin_only,
+        crate::partners::admin::admin_only,
     ));
     let admin_or_partner = Router::new()
         .route(
@@ -63,7 +61,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/usage", get(usage::usage_page))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::admin::admin_or_partner,
+            crate::partners::admin::admin_or_partner,
         ));
     let mut router = Router::new()
         .route("/img/{*rest}", get(img::image))
@@ -97,19 +95,19 @@ pub fn router(state: SharedState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::partner_access::partner_access,
+            crate::partners::partner_access::partner_access,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::client_addr::client_addr,
+            crate::plumbing::client_addr::client_addr,
         ))
-        .layer(middleware::from_fn(crate::problem::v1_problems))
+        .layer(middleware::from_fn(crate::plumbing::problem::v1_problems))
         .layer(middleware::from_fn(track))
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
-                .make_span_with(crate::request_id::span_for::<axum::body::Body>),
+                .make_span_with(crate::plumbing::request_id::span_for::<axum::body::Body>),
         )
-        .layer(middleware::from_fn(crate::request_id::request_id))
+        .layer(middleware::from_fn(crate::plumbing::request_id::request_id))
         .with_state(state)
 }
 

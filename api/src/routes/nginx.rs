@@ -15,10 +15,10 @@ use kiln_core::nginx_link::LinkRequest;
 use kiln_core::options::{ImageOptions, ResizeMode};
 use kiln_core::source_key::SourceKey;
 
-use crate::client_addr::ClientAddr;
 use crate::config::NginxCompat;
-use crate::error::ApiError;
-use crate::rendition::serve_image;
+use crate::miss::rendition::serve_image;
+use crate::plumbing::client_addr::ClientAddr;
+use crate::plumbing::error::ApiError;
 use crate::routes::unix_now;
 use crate::state::SharedState;
 
@@ -123,12 +123,11 @@ async fn handle(
         // Not in the cache key; it bounds how long the answer may be reused.
         options.expires = Some(expires);
     }
-    let limit = state.config.limits.max_output_dimension;
-    if options.width > limit || options.height > limit {
-        return Err(ApiError::BadRequest(format!(
-            "requested size exceeds the {limit} px limit"
-        )));
-    }
+    state
+        .config
+        .limits
+        .check_output(options.width, options.height)
+        .map_err(|over| ApiError::BadRequest(over.to_string()))?;
     serve_image(&state, &source, &options, &headers).await
 }
 

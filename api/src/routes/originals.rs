@@ -4,7 +4,7 @@
 //! GET /originals/{path}?key=K
 //! GET /originals/{K}/{path}
 //! ```
-//! The key is checked and the access metered by [`crate::partner_access`];
+//! The key is checked and the access metered by [`crate::partners::partner_access`];
 //! this handler then checks the key's path prefixes and answers 302 to a
 //! short-lived presigned URL that serves the object with its media type. No
 //! other route reaches the originals bucket unsigned.
@@ -14,13 +14,13 @@ use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
-use crate::partner_access::PartnerKey;
+use crate::partners::partner_access::PartnerKey;
 use kiln_core::source_key::SourceKey;
 use kiln_infra::storage::content_type_of;
 
-use crate::error::ApiError;
-use crate::partner_access::{deny, DeliveredBytes};
-use crate::rendition::source_meta;
+use crate::miss::rendition::source_meta;
+use crate::partners::partner_access::{deny, DeliveredBytes};
+use crate::plumbing::error::ApiError;
 use crate::state::SharedState;
 
 pub async fn original(

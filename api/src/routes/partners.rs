@@ -17,8 +17,8 @@ use serde::Deserialize;
 
 use kiln_infra::partners::{self, Limits, PartnerError};
 
-use crate::body::{parse_json, ApiJson, BodyBytes};
-use crate::error::ApiError;
+use crate::plumbing::body::{parse_json, ApiJson, BodyBytes};
+use crate::plumbing::error::ApiError;
 use crate::state::{AppState, SharedState};
 
 #[derive(Deserialize, utoipa::ToSchema)]

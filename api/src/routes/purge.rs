@@ -17,9 +17,9 @@ use kiln_core::source_key::SourceKey;
 use kiln_infra::partners::within_prefix;
 use kiln_infra::purge::{self, Scope};
 
-use crate::admin::Caller;
-use crate::body::ApiJson;
-use crate::error::ApiError;
+use crate::partners::admin::Caller;
+use crate::plumbing::body::ApiJson;
+use crate::plumbing::error::ApiError;
 use crate::state::{AppState, SharedState};
 
 /// Exactly one of `source` and `prefix`.

@@ -19,12 +19,12 @@ use bytes::BytesMut;
 use http_body_util::BodyExt as _;
 
 use kiln_core::image_header::{self, Header};
+use kiln_core::limits::SourceLimits;
 use kiln_core::source_key::SourceKey;
-use kiln_infra::config::SourceLimits;
 use kiln_infra::storage::{OriginalUpload, StorageError};
 
-use crate::admin::Caller;
-use crate::error::ApiError;
+use crate::partners::admin::Caller;
+use crate::plumbing::error::ApiError;
 use crate::state::SharedState;
 
 /// Bytes sent to S3 per part (S3's minimum is 5 MiB but for the last).
@@ -182,16 +182,9 @@ fn admit(
 ) -> Result<(&'static str, Option<Header>), ApiError> {
     let header = image_header::read(first);
     if let Some(header) = header {
-        let pixels = u64::from(header.width) * u64::from(header.height);
-        if header.width > limits.max_width
-            || header.height > limits.max_height
-            || pixels > limits.max_pixels
-        {
-            return Err(ApiError::Unprocessable(format!(
-                "{}x{} is over the pixel limits ({}x{}, {} pixels)",
-                header.width, header.height, limits.max_width, limits.max_height, limits.max_pixels
-            )));
-        }
+        limits
+            .check_source(header.width, header.height)
+            .map_err(|over| ApiError::Unprocessable(over.to_string()))?;
         return Ok((header.kind.content_type(), Some(header)));
     }
     if key.starts_with(FILES_PREFIX) {

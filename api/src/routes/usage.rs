@@ -17,8 +17,8 @@ use serde::Deserialize;
 
 use kiln_infra::usage::{self, Period, UsageRow};
 
-use crate::admin::Caller;
-use crate::error::ApiError;
+use crate::partners::admin::Caller;
+use crate::plumbing::error::ApiError;
 use crate::state::{AppState, SharedState};
 
 mod page;

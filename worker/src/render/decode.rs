@@ -15,7 +15,7 @@ use std::cell::RefCell;
 
 use image::{ColorType, DynamicImage, ImageDecoder};
 
-use kiln_infra::config::SourceLimits;
+use kiln_core::limits::SourceLimits;
 
 use super::probe::{self, Probe, SourceFormat};
 use super::turbo::Turbo;

@@ -14,8 +14,8 @@
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 
+use kiln_core::limits::SourceLimits;
 use kiln_core::options::ImageOptions;
-use kiln_infra::config::SourceLimits;
 
 use super::turbo::Turbo;
 use super::{render_alone, Settings};

@@ -14,8 +14,8 @@
 use image::DynamicImage;
 
 use kiln_core::format::OutputFormat;
+use kiln_core::limits::SourceLimits;
 use kiln_core::options::{CropRect, FormatChoice, ImageOptions};
-use kiln_infra::config::SourceLimits;
 
 mod color;
 mod decode;
@@ -44,7 +44,7 @@ use probe::SourceFormat;
 pub enum RenderError {
     #[error("source is larger than {0} bytes")]
     TooManyBytes(u64),
-    #[error("source image is {width}x{height}, over the {limit} limit")]
+    #[error("source image is {width}x{height}, over the {limit}")]
     TooLarge {
         width: u32,
         height: u32,

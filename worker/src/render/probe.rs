@@ -8,7 +8,7 @@ use std::io::Cursor;
 use image::metadata::Orientation;
 use image::{ImageDecoder, ImageFormat, ImageReader};
 
-use kiln_infra::config::SourceLimits;
+use kiln_core::limits::SourceLimits;
 
 use super::{jpeg_header, RenderError};
 
@@ -84,7 +84,7 @@ fn reader<'a>(
         image::ImageError::Limits(_) => RenderError::TooLarge {
             width: 0,
             height: 0,
-            limit: "decoder memory".into(),
+            limit: "decoder memory limit".into(),
         },
         _ => RenderError::Undecodable,
     })
@@ -128,22 +128,14 @@ pub fn probe(source: &[u8], limits: &SourceLimits) -> Result<Probe, RenderError>
 }
 
 fn check_size(width: u32, height: u32, limits: &SourceLimits) -> Result<(), RenderError> {
-    let too_large = |limit: String| RenderError::TooLarge {
-        width,
-        height,
-        limit,
-    };
     if width == 0 || height == 0 {
         return Err(RenderError::Undecodable);
     }
-    if width > limits.max_width {
-        return Err(too_large(format!("{} px width", limits.max_width)));
-    }
-    if height > limits.max_height {
-        return Err(too_large(format!("{} px height", limits.max_height)));
-    }
-    if u64::from(width) * u64::from(height) > limits.max_pixels {
-        return Err(too_large(format!("{} pixel", limits.max_pixels)));
-    }
-    Ok(())
+    limits
+        .check_source(width, height)
+        .map_err(|over| RenderError::TooLarge {
+            width: over.width,
+            height: over.height,
+            limit: over.limit,
+        })
 }

@@ -8,8 +8,8 @@ use image::{DynamicImage, Frame as GifFrame, GenericImageView, ImageFormat, Rgb,
 use image::{Rgba, RgbaImage};
 
 use kiln_core::format::OutputFormat;
+use kiln_core::limits::SourceLimits;
 use kiln_core::options::ImageOptions;
-use kiln_infra::config::SourceLimits;
 
 use super::{jpeg_header, render_alone as render, RenderError, Rendered, Settings};
 

@@ -8,7 +8,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::plumbing::error::ApiError;
 use crate::state::SharedState;
 
 /// A request body, read in full within its limits.

@@ -13,8 +13,8 @@ use kiln_infra::bulk::{FeederRound, PRIORITY_BULK};
 use kiln_infra::renditions;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics as m;
-use crate::rendition::{publish, Miss};
+use crate::miss::rendition::{publish, Miss};
+use crate::plumbing::metrics as m;
 use crate::state::SharedState;
 
 const TICK: Duration = Duration::from_millis(250);

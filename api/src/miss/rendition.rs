@@ -17,9 +17,9 @@ use kiln_infra::queue::QueueFull;
 use kiln_infra::renditions::{self, NewRendition, Rendition, Status};
 use kiln_infra::storage::{ObjectMeta, StorageError};
 
-use crate::delivery::deliver;
-use crate::error::ApiError;
-use crate::metrics as m;
+use crate::miss::delivery::deliver;
+use crate::plumbing::error::ApiError;
+use crate::plumbing::metrics as m;
 use crate::state::AppState;
 
 pub async fn serve_image(
@@ -34,7 +34,7 @@ pub async fn serve_image(
         deliver_if_known_ready(state, &target.cache_key, request_headers, expires).await?
     {
         metrics::counter!(m::CACHE_HITS, "kind" => "image").increment(1);
-        return Ok(crate::cache_tags::tag(response, source));
+        return Ok(crate::miss::cache_tags::tag(response, source));
     }
     let source_size = target.meta.size;
     let planned = planned_image(state, source, target);
@@ -45,7 +45,7 @@ pub async fn serve_image(
         return Err(ApiError::TooLarge(message));
     }
     match find_or_render(state, &Miss::of(&planned), request_headers, expires).await? {
-        Rendered::Delivered(response) => Ok(crate::cache_tags::tag(response, source)),
+        Rendered::Delivered(response) => Ok(crate::miss::cache_tags::tag(response, source)),
         Rendered::Failed {
             http_status,
             message,
@@ -115,7 +115,7 @@ fn planned_image(state: &AppState, source: &SourceKey, target: ImageTarget) -> P
         source_bytes: Some(meta.size),
         attempt: 1,
         enqueued_at_ms: Some(kiln_core::job::now_ms()),
-        request_id: crate::request_id::current(),
+        request_id: crate::plumbing::request_id::current(),
     };
     Planned {
         kind: JobKind::Image,

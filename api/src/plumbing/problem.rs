@@ -2,7 +2,7 @@
 //! (RFC 9457) with `type`, `title`, `status`, `detail` and `request_id`.
 //!
 //! Handlers build errors through the constructors here (or return an
-//! [`ApiError`](crate::error::ApiError), which describes itself the same
+//! [`ApiError`](crate::plumbing::error::ApiError), which describes itself the same
 //! way); [`v1_problems`] answers every `/v1` error as a problem, including
 //! the ones the framework writes itself (a malformed JSON body, a body over
 //! its limit, a method the route does not have, an unknown path). Image and
@@ -78,7 +78,7 @@ impl Problem {
         body.insert("title".into(), title(self.kind).into());
         body.insert("status".into(), self.status.as_u16().into());
         body.insert("detail".into(), self.detail.into());
-        if let Some(id) = crate::request_id::current() {
+        if let Some(id) = crate::plumbing::request_id::current() {
             body.insert("request_id".into(), id.into());
         }
         for (name, value) in self.members {

@@ -1,7 +1,7 @@
 //! The api's error type. Handlers return `Result<_, ApiError>`; each variant is
 //! one status code with a short plain-text body written for the client, and
 //! describes itself (kind and detail) so that `/v1` answers it as
-//! problem+json (`crate::problem`).
+//! problem+json (`crate::plumbing::problem`).
 //! Dependency failures are logged with their cause chain and answered 503 with
 //! `Retry-After`; internal error text never reaches a response body.
 
@@ -143,7 +143,8 @@ impl IntoResponse for ApiError {
             }
             _ => None,
         };
-        let mut response = crate::problem::plain(self.status(), self.kind(), self.to_string());
+        let mut response =
+            crate::plumbing::problem::plain(self.status(), self.kind(), self.to_string());
         let headers = response.headers_mut();
         if matches!(self, Self::Unauthorized) {
             // Basic lets a browser prompt for the key (card previews).

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use kiln_infra::purge;
 use kiln_infra::renditions::CHANNEL;
 
-use crate::hot_cache::HotCache;
+use crate::miss::hot_cache::HotCache;
 
 #[derive(Default)]
 pub struct Waiters {

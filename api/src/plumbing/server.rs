@@ -36,7 +36,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::client_addr::TrustedProxies;
+use crate::plumbing::client_addr::TrustedProxies;
 
 /// Connection limits and timeouts (`KILN_HTTP_*`).
 #[derive(Clone, Debug)]
@@ -126,7 +126,7 @@ pub async fn serve(
             match clients.enter(peer.ip(), limits.max_connections_per_client) {
                 Some(slot) => Some(slot),
                 None => {
-                    metrics::counter!(crate::metrics::CONNECTIONS_REFUSED).increment(1);
+                    metrics::counter!(crate::plumbing::metrics::CONNECTIONS_REFUSED).increment(1);
                     tracker.spawn(refuse(stream));
                     continue;
                 }

@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use kiln_infra::storage::{StorageError, RENDITION_CACHE_CONTROL};
 
 use crate::config::Delivery;
-use crate::error::ApiError;
-use crate::hot_cache::ReadyUrl;
+use crate::miss::hot_cache::ReadyUrl;
+use crate::plumbing::error::ApiError;
 use crate::routes::unix_now;
 use crate::state::AppState;
 

@@ -20,11 +20,11 @@ use chrono::{Datelike as _, TimeZone as _, Utc};
 
 use kiln_infra::partners::{self, KeyOwner, KEY_PREFIX};
 
-use crate::client_addr::ClientAddr;
-use crate::error::ApiError;
-use crate::metering::Access;
-use crate::metrics as m;
-use crate::rate_limit::Rate;
+use crate::partners::metering::Access;
+use crate::plumbing::client_addr::ClientAddr;
+use crate::plumbing::error::ApiError;
+use crate::plumbing::metrics as m;
+use crate::plumbing::rate_limit::Rate;
 use crate::state::{AppState, SharedState};
 
 /// How many bytes a response delivered, when that is not its body (a redirect
@@ -172,7 +172,7 @@ impl KeyCache {
         };
         // A client that keeps presenting keys nobody has is refused before
         // Postgres once it is over its budget of unknown keys.
-        let client = crate::client_addr::limit_key(client);
+        let client = crate::plumbing::client_addr::limit_key(client);
         if let Err(wait) = state.unknown_key_limit.peek(client) {
             return Ok(Resolution::Limited(wait));
         }
@@ -370,9 +370,9 @@ async fn held_to_limits(state: &AppState, owner: &KeyOwner) -> Result<(), ApiErr
 pub fn deny(state: &AppState) -> Response {
     let status = state.config.partner_deny_status;
     if status == StatusCode::NOT_FOUND {
-        crate::problem::plain(status, "not-found", "not found".into())
+        crate::plumbing::problem::plain(status, "not-found", "not found".into())
     } else {
-        crate::problem::plain(status, "invalid-key", "invalid or revoked key".into())
+        crate::plumbing::problem::plain(status, "invalid-key", "invalid or revoked key".into())
     }
 }
 

@@ -14,8 +14,8 @@ use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use crate::error::ApiError;
-use crate::partner_access::PartnerKey;
+use crate::partners::partner_access::PartnerKey;
+use crate::plumbing::error::ApiError;
 use crate::state::{AppState, SharedState};
 
 pub fn digest(key: &str) -> [u8; 32] {

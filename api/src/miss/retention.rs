@@ -92,7 +92,7 @@ async fn sweep(state: &SharedState, days: u32) {
         match purge::delete_rows(&state.db, &unused, &notice).await {
             Ok(deleted) => {
                 state.hot.forget(&notice);
-                metrics::counter!(crate::metrics::RETENTION_DELETED).increment(deleted);
+                metrics::counter!(crate::plumbing::metrics::RETENTION_DELETED).increment(deleted);
                 tracing::info!(deleted, days, "renditions past retention deleted");
             }
             Err(err) => {

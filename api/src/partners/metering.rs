@@ -15,7 +15,7 @@ use sqlx::postgres::PgPoolCopyExt as _;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics as m;
+use crate::plumbing::metrics as m;
 
 /// One metered request.
 pub struct Access<'a> {
