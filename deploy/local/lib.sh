@@ -184,8 +184,10 @@ ensure_rabbitmq() {
       local aside
       aside="$data.stale-$(date +%Y%m%d-%H%M%S)"
       warn "RabbitMQ is still recovering after 150 s; its data is set aside in $aside and it starts empty"
-      [ -f "$data.pid" ] && kill -9 "$(cat "$data.pid")" 2>/dev/null
-      pkill -9 -f "beam.*rabbit" 2>/dev/null || true
+      # Only the node started here, by its own pid file: never another
+      # broker that happens to run on this machine.
+      [ -f "$data.pid" ] || die "RabbitMQ is stuck starting and $data.pid is missing: stop it by hand"
+      kill -9 "$(cat "$data.pid")" 2>/dev/null || true
       sleep 1
       mv "$data" "$aside"
       start_rabbitmq_node

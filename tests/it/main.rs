@@ -4,6 +4,7 @@ mod bulk;
 mod captcha;
 mod cards;
 mod cli;
+mod config_docs;
 mod delivery;
 mod deploy_files;
 mod errors;
