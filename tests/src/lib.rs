@@ -383,8 +383,8 @@ impl TestEnv {
     /// Drops this test's database and deletes its queues (best effort;
     /// leftover databases are swept by test.sh). Queues left behind would
     /// expire, but only while the broker runs: a broker stopped first
-    /// recovers every one of them on its next boot (a thousand queues from
-    /// one run outlasted the 300 s start-up bound on a 1024-descriptor limit).
+    /// recovers every one of them on its next boot (after an unclean stop,
+    /// a thousand of them kept RabbitMQ 4.1 from ever finishing its boot).
     pub async fn cleanup(self) {
         if let Err(err) = self.delete_queues().await {
             eprintln!("cleanup: queues of {} not deleted: {err:#}", self.id);
