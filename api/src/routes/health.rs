@@ -37,14 +37,16 @@ pub async fn readyz(
     State(state): State<SharedState>,
     axum::extract::Query(query): axum::extract::Query<ReadyQuery>,
 ) -> Response {
+    let readiness = state.dependencies.check().await;
     let Readiness {
         postgres,
         rabbitmq,
         s3,
-    } = state.dependencies.check().await;
+    } = readiness;
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
     let hits = postgres || state.hot.knows_renditions();
-    let misses = postgres && rabbitmq && s3;
+    // Misses need every dependency: the worker's readiness rule.
+    let misses = readiness.all();
     let body = serde_json::json!({
         "hits": word(hits),
         "misses": word(misses),
