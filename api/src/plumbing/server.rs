@@ -6,7 +6,9 @@
 //!   request closes after it too;
 //! - an idle timeout on the socket: no byte read or written for that long
 //!   (a stalled upload, a client that stops reading a streamed response)
-//!   closes the connection;
+//!   closes the connection. Time the api itself spends on a request (a miss
+//!   waiting for its render) is not the client's idleness and does not
+//!   count: the clock only runs while no handler is working;
 //! - a request-body timeout (a tower layer in the router);
 //! - a cap on open connections, and a smaller one per client address, so
 //!   one client cannot take every socket. Trusted proxies carry many
@@ -21,6 +23,7 @@ use std::future::Future as _;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -28,7 +31,6 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -162,14 +164,20 @@ async fn serve_connection(
     limits: &ServerLimits,
     cancel: &CancellationToken,
 ) {
-    let service = TowerToHyperService::new(tower::util::MapRequest::new(
-        app,
-        move |mut request: hyper::Request<hyper::body::Incoming>| {
+    let handling = Handling::default();
+    let in_handler = handling.clone();
+    let service =
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            request
-        },
-    ));
-    let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
+            let working = in_handler.enter();
+            let response = tower::ServiceExt::oneshot(app.clone(), request);
+            async move {
+                let response = response.await;
+                drop(working);
+                response
+            }
+        });
+    let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout, handling));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -202,20 +210,47 @@ async fn refuse(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
 }
 
+/// Requests of one connection whose handler has not answered yet.
+#[derive(Clone, Default)]
+struct Handling(Arc<AtomicUsize>);
+
+/// One request in its handler; dropped when the response head is ready.
+struct Working(Arc<AtomicUsize>);
+
+impl Handling {
+    fn enter(&self) -> Working {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Working(self.0.clone())
+    }
+
+    fn busy(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 0
+    }
+}
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A socket that fails with `TimedOut` once neither reading nor writing has
-/// made progress for `limit` while one of them waits.
+/// made progress for `limit` while one of them waits and no handler of the
+/// connection is working (the silence is then the client's).
 struct IdleTimeout<S> {
     inner: S,
     limit: Duration,
     timer: Pin<Box<Sleep>>,
+    handling: Handling,
 }
 
 impl<S> IdleTimeout<S> {
-    fn new(inner: S, limit: Duration) -> Self {
+    fn new(inner: S, limit: Duration, handling: Handling) -> Self {
         Self {
             inner,
             limit,
             timer: Box::pin(tokio::time::sleep(limit)),
+            handling,
         }
     }
 
@@ -224,10 +259,14 @@ impl<S> IdleTimeout<S> {
     }
 
     fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        match self.timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")),
-            Poll::Pending => Ok(()),
+        while self.timer.as_mut().poll(cx).is_ready() {
+            if !self.handling.busy() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout"));
+            }
+            // The api is the one taking its time: start a fresh period.
+            self.progressed();
         }
+        Ok(())
     }
 }
 
@@ -299,7 +338,7 @@ mod tests {
     #[tokio::test]
     async fn an_idle_socket_times_out_and_a_busy_one_does_not() {
         let (client, server) = tokio::io::duplex(64);
-        let mut server = IdleTimeout::new(server, Duration::from_millis(100));
+        let mut server = IdleTimeout::new(server, Duration::from_millis(100), Handling::default());
         let mut client = client;
         let mut buf = [0u8; 4];
         // Bytes every 50 ms keep it alive past the limit…
@@ -311,6 +350,60 @@ mod tests {
         // …silence does not.
         let err = server.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    fn limits(idle: Duration) -> ServerLimits {
+        ServerLimits {
+            header_timeout: Duration::from_secs(5),
+            idle_timeout: idle,
+            max_connections: 16,
+            max_connections_per_client: 16,
+            drain_timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// A handler slower than the idle limit (a miss waiting for its render)
+    /// still answers on its connection; once answered, a silent client's
+    /// kept-alive connection is closed by the same limit.
+    #[tokio::test]
+    async fn a_slow_handler_is_not_the_clients_idleness() {
+        let app = Router::new().route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                "done"
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cancel = CancellationToken::new();
+        let server = tokio::spawn(serve(
+            listener,
+            app,
+            limits(Duration::from_millis(100)),
+            TrustedProxies::default(),
+            cancel.clone(),
+        ));
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 512];
+        while !answer.ends_with(b"done") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the answer: {answer:?}");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        assert!(answer.starts_with(b"HTTP/1.1 200"));
+        let closed = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "an idle kept-alive connection is closed: {closed:?}"
+        );
+        cancel.cancel();
+        server.await.unwrap().unwrap();
     }
 
     #[test]
