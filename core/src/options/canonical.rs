@@ -2,7 +2,13 @@
 //! expiry. Two option lists that render the same bytes map to one string, and
 //! so to one cache key.
 
+use super::parse::mode_token;
 use super::{FormatChoice, Fraction, Gravity, ImageOptions, ResizeMode, Sigma};
+
+/// Modes in which gravity places something (a crop window or a padded image).
+fn places(mode: ResizeMode) -> bool {
+    mode.covers() || matches!(mode, ResizeMode::Pad | ResizeMode::Auto)
+}
 use crate::format::OutputFormat;
 
 /// `2500` ten-thousandths → `0.25`; whole numbers lose the point.
@@ -28,23 +34,19 @@ impl ImageOptions {
     /// The canonical token list (see the module documentation).
     pub fn canonical(&self) -> String {
         let mut tokens = vec![format!("{}x{}", self.width, self.height)];
-        let mode = match self.mode {
-            ResizeMode::Fit => None,
-            ResizeMode::Fill => Some("fill"),
-            ResizeMode::Pad => Some("pad"),
-            ResizeMode::Force => Some("force"),
-        };
-        tokens.extend(mode.map(String::from));
+        if self.mode != ResizeMode::Fit {
+            tokens.push(mode_token(self.mode).into());
+        }
         // Gravity places a fill window or a padded image; elsewhere it is a no-op.
         // Smart placement means nothing to padding, so it pads centred.
         let gravity = match (self.mode, self.gravity) {
-            (ResizeMode::Fill | ResizeMode::Pad, Gravity::Compass(c))
-                if c != Default::default() =>
-            {
+            (mode, Gravity::Compass(c)) if places(mode) && c != Default::default() => {
                 Some(format!("g:{}", c.token()))
             }
-            (ResizeMode::Fill, Gravity::Smart) => Some("g:smart".into()),
-            (ResizeMode::Fill | ResizeMode::Pad, Gravity::Focal { x, y }) => {
+            (mode, Gravity::Smart) if places(mode) && mode != ResizeMode::Pad => {
+                Some("g:smart".into())
+            }
+            (mode, Gravity::Focal { x, y }) if places(mode) => {
                 Some(format!("g:fp:{}:{}", fraction(x), fraction(y)))
             }
             _ => None,
@@ -85,9 +87,21 @@ impl ImageOptions {
         if let Some(s) = self.sharpen {
             tokens.push(format!("sharpen:{}", sigma(s)));
         }
-        // Fill and force always reach the box; only fit and pad can be told to enlarge.
-        if self.upscale && matches!(self.mode, ResizeMode::Fit | ResizeMode::Pad) {
+        if self.grayscale {
+            tokens.push("gray".into());
+        }
+        // Fill and force always reach the box, fill-down and fill-max never
+        // enlarge; only fit, pad and auto can be told to.
+        if self.upscale
+            && matches!(
+                self.mode,
+                ResizeMode::Fit | ResizeMode::Pad | ResizeMode::Auto
+            )
+        {
             tokens.push("up".into());
+        }
+        if let Some(cb) = &self.cache_buster {
+            tokens.push(format!("cb:{cb}"));
         }
         tokens.join(",")
     }
@@ -141,6 +155,13 @@ mod tests {
             "800x600,sharpen:1",
             "800x600,f:auto",
             "800x600,f:avif",
+            "800x600,fill-down",
+            "800x600,fill-max",
+            "800x600,auto",
+            "800x600,auto,up",
+            "800x600,gray",
+            "800x600,cb:1",
+            "800x600,cb:2",
         ];
         let forms: std::collections::HashSet<String> = distinct.iter().map(|s| canon(s)).collect();
         assert_eq!(forms.len(), distinct.len());
@@ -152,6 +173,9 @@ mod tests {
             "q:90,crop:0:0:5:5,fill,1x2,f:jpeg",
             "300x200,pad,g:sw,bg:102030,up,dpr:3.25,r:270,flip:v,blur:0.5,sharpen:10,f:avif",
             "300x200,fill,fp:0.3333:0.9999,f:compat",
+            "300x200,fill-down,g:smart,gray",
+            "300x200,fill-max,g:se",
+            "300x200,auto,up,g:fp:0.1:0.2,cb:v1.2_a-b",
         ] {
             let o = ImageOptions::parse(s).unwrap();
             assert_eq!(ImageOptions::parse(&o.canonical()).unwrap(), o, "{s}");

@@ -29,6 +29,23 @@ pub enum ResizeMode {
     Pad,
     /// Stretch to exactly W×H, aspect ratio ignored.
     Force,
+    /// Fill without enlarging: a source smaller than the box is cropped to
+    /// the box's aspect ratio at its own scale (imgproxy's `fill-down`).
+    FillDown,
+    /// Fill without enlarging: a source smaller than the box keeps its
+    /// scale and is cropped to at most the box (imgproxy's `fill` without
+    /// `enlarge`).
+    FillMax,
+    /// `fill-max` (or `fill` with `up`) when the source and the box have the
+    /// same orientation, `fit` otherwise (imgproxy's `auto`).
+    Auto,
+}
+
+impl ResizeMode {
+    /// Modes that crop to a box and so need both of its sides.
+    pub fn covers(self) -> bool {
+        matches!(self, Self::Fill | Self::FillDown | Self::FillMax)
+    }
 }
 
 /// Compass gravity: which part of the image survives a `fill` crop, or where
@@ -169,8 +186,13 @@ pub struct ImageOptions {
     pub flip: Flip,
     pub blur: Option<Sigma>,
     pub sharpen: Option<Sigma>,
-    /// `up`: `fit` and `pad` may enlarge a smaller image to the box.
+    /// `up`: `fit`, `pad` and `auto` may enlarge a smaller image to the box.
     pub upscale: bool,
+    /// `gray`: the output is greyscale (luma), alpha kept.
+    pub grayscale: bool,
+    /// `cb:TEXT`: a cache buster. Renders nothing differently but is part of
+    /// the canonical form, so a new value is a new cached object.
+    pub cache_buster: Option<String>,
     /// URL expiry (UNIX seconds). Not part of the canonical form: it decides
     /// whether a URL is valid, not what is rendered.
     pub expires: Option<i64>,
@@ -193,6 +215,8 @@ impl Default for ImageOptions {
             blur: None,
             sharpen: None,
             upscale: false,
+            grayscale: false,
+            cache_buster: None,
             expires: None,
         }
     }

@@ -154,6 +154,24 @@ fn size(token: &str) -> Result<(u32, u32), OptionsError> {
     Ok((w, h))
 }
 
+/// Every resize mode and its token.
+pub(super) const MODES: [(ResizeMode, &str); 7] = [
+    (ResizeMode::Fit, "fit"),
+    (ResizeMode::Fill, "fill"),
+    (ResizeMode::Pad, "pad"),
+    (ResizeMode::Force, "force"),
+    (ResizeMode::FillDown, "fill-down"),
+    (ResizeMode::FillMax, "fill-max"),
+    (ResizeMode::Auto, "auto"),
+];
+
+pub(super) fn mode_token(mode: ResizeMode) -> &'static str {
+    MODES
+        .iter()
+        .find(|(m, _)| *m == mode)
+        .map_or("fit", |(_, t)| t)
+}
+
 /// Tracks which option families were set, to reject duplicates.
 #[derive(Default)]
 struct Seen(u32);
@@ -182,6 +200,12 @@ const BLUR: u32 = 1 << 10;
 const SHARPEN: u32 = 1 << 11;
 const UP: u32 = 1 << 12;
 const EXPIRES: u32 = 1 << 13;
+const GRAY: u32 = 1 << 14;
+const CACHE_BUSTER: u32 = 1 << 15;
+
+/// Longest cache buster; its characters are those of a URL segment that
+/// need no escaping.
+pub const MAX_CACHE_BUSTER: usize = 64;
 
 impl ImageOptions {
     pub fn parse(segment: &str) -> Result<Self, OptionsError> {
@@ -195,14 +219,10 @@ impl ImageOptions {
             let family = o.apply(token, name, value)?;
             seen.mark(family, token)?;
         }
-        let needs_box = matches!(o.mode, ResizeMode::Fill | ResizeMode::Pad);
+        let needs_box = o.mode.covers() || matches!(o.mode, ResizeMode::Pad | ResizeMode::Auto);
         if needs_box && (o.width == 0 || o.height == 0) {
             return Err(invalid(
-                if o.mode == ResizeMode::Fill {
-                    "fill"
-                } else {
-                    "pad"
-                },
+                mode_token(o.mode),
                 "needs both a width and a height",
             ));
         }
@@ -215,14 +235,27 @@ impl ImageOptions {
     /// Applies one token; returns the option family it set.
     fn apply(&mut self, token: &str, name: &str, value: &str) -> Result<u32, OptionsError> {
         let family = match (name, value) {
-            ("fit" | "fill" | "pad" | "force", "") => {
-                self.mode = match name {
-                    "fit" => ResizeMode::Fit,
-                    "fill" => ResizeMode::Fill,
-                    "pad" => ResizeMode::Pad,
-                    _ => ResizeMode::Force,
-                };
+            (_, "") if MODES.iter().any(|(_, t)| *t == name) => {
+                self.mode = MODES
+                    .iter()
+                    .find(|(_, t)| *t == name)
+                    .map_or(ResizeMode::Fit, |(m, _)| *m);
                 MODE
+            }
+            ("cb", _) => {
+                let fine = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+                if value.is_empty() || value.len() > MAX_CACHE_BUSTER || !value.bytes().all(fine) {
+                    return Err(invalid(
+                        token,
+                        "a cache buster is 1..64 of A-Z a-z 0-9 - _ .",
+                    ));
+                }
+                self.cache_buster = Some(value.to_owned());
+                CACHE_BUSTER
+            }
+            ("gray", "") => {
+                self.grayscale = true;
+                GRAY
             }
             ("g", _) => {
                 self.gravity = gravity(token, value)?;

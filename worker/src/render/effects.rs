@@ -74,6 +74,16 @@ pub fn sharpen(image: &DynamicImage, sigma: f32) -> DynamicImage {
     image.unsharpen(sigma, 2)
 }
 
+/// Luma (Rec. 601, as `image` computes it) in every channel, alpha kept; the
+/// result stays RGB(A) so every encoder takes it as before.
+pub fn grayscale(image: &DynamicImage) -> DynamicImage {
+    if image.color().has_alpha() {
+        DynamicImage::ImageRgba8(DynamicImage::ImageLumaA8(image.to_luma_alpha8()).to_rgba8())
+    } else {
+        DynamicImage::ImageRgb8(DynamicImage::ImageLuma8(image.to_luma8()).to_rgb8())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +96,23 @@ mod tests {
         let half = RgbaImage::from_pixel(1, 1, Rgba([255, 255, 255, 128]));
         let flat = flatten(&DynamicImage::ImageRgba8(half), [0, 0, 0]);
         assert_eq!(flat.get_pixel(0, 0).0, [128, 128, 128]);
+    }
+
+    #[test]
+    fn grayscale_keeps_alpha_and_equalises_channels() {
+        let mut rgba = image::RgbaImage::new(2, 1);
+        rgba.put_pixel(0, 0, image::Rgba([255, 0, 0, 128]));
+        rgba.put_pixel(1, 0, image::Rgba([0, 0, 255, 255]));
+        let gray = grayscale(&DynamicImage::ImageRgba8(rgba)).to_rgba8();
+        for px in gray.pixels() {
+            assert_eq!(px[0], px[1]);
+            assert_eq!(px[1], px[2]);
+        }
+        assert_eq!(gray.get_pixel(0, 0)[3], 128);
+        assert!(
+            gray.get_pixel(0, 0)[0] > gray.get_pixel(1, 0)[0],
+            "red is lighter than blue"
+        );
     }
 
     #[test]

@@ -106,25 +106,54 @@ pub fn plan(src_w: u32, src_h: u32, req: &Request) -> Plan {
         canvas: None,
         smart: false,
     };
-    let plan = match req.mode {
-        ResizeMode::Fill if req.box_width > 0 && req.box_height > 0 => {
-            // Fill always produces exactly the box, enlarging a small source.
-            let scale = (bw / sw).max(bh / sh);
-            let (win_w, win_h) = ((bw / scale).min(sw), (bh / scale).min(sh));
-            Plan {
-                window: Rect {
-                    left: place(req.gravity, ax, sw, win_w),
-                    top: place(req.gravity, ay, sh, win_h),
-                    width: win_w,
-                    height: win_h,
-                },
-                out_width: req.box_width,
-                out_height: req.box_height,
-                canvas: None,
-                smart: req.gravity == Gravity::Smart,
-            }
+    let cover = |out_w: f64, out_h: f64, scale: f64| {
+        let (win_w, win_h) = ((out_w / scale).min(sw), (out_h / scale).min(sh));
+        Plan {
+            window: Rect {
+                left: place(req.gravity, ax, sw, win_w),
+                top: place(req.gravity, ay, sh, win_h),
+                width: win_w,
+                height: win_h,
+            },
+            out_width: dim(out_w),
+            out_height: dim(out_h),
+            canvas: None,
+            smart: req.gravity == Gravity::Smart,
         }
-        ResizeMode::Pad if req.box_width > 0 && req.box_height > 0 => {
+    };
+    let boxed = req.box_width > 0 && req.box_height > 0;
+    let same_orientation = (sw >= sh) == (bw >= bh);
+    let mode = match req.mode {
+        ResizeMode::Auto if boxed && same_orientation && req.upscale => ResizeMode::Fill,
+        ResizeMode::Auto if boxed && same_orientation => ResizeMode::FillMax,
+        ResizeMode::Auto => ResizeMode::Fit,
+        mode => mode,
+    };
+    let plan = match mode {
+        ResizeMode::Fill if boxed => {
+            // Fill always produces exactly the box, enlarging a small source.
+            cover(bw, bh, (bw / sw).max(bh / sh))
+        }
+        ResizeMode::FillMax if boxed => {
+            // At most the box, never enlarged: a small source keeps its scale.
+            let scale = (bw / sw).max(bh / sh).min(1.0);
+            cover(bw.min(sw * scale), bh.min(sh * scale), scale)
+        }
+        ResizeMode::FillDown if boxed => {
+            // Never enlarged, and always the box's aspect ratio: a small
+            // source gives the largest such window it holds, at its own scale.
+            let scale = (bw / sw).max(bh / sh).min(1.0);
+            let (scaled_w, scaled_h) = (sw * scale, sh * scale);
+            let (out_w, out_h) = if scaled_w >= bw && scaled_h >= bh {
+                (bw, bh)
+            } else if scaled_w / scaled_h > bw / bh {
+                (scaled_h * bw / bh, scaled_h)
+            } else {
+                (scaled_w, scaled_w * bh / bw)
+            };
+            cover(out_w, out_h, scale)
+        }
+        ResizeMode::Pad if boxed => {
             let (out_w, out_h) = (dim(sw * fit_scale), dim(sh * fit_scale));
             let (out_w, out_h) = (out_w.min(req.box_width), out_h.min(req.box_height));
             let offset = |free: u32, anchor: f64| (f64::from(free) * anchor).round() as u32;
@@ -284,6 +313,47 @@ mod tests {
         );
         assert!(p.smart);
         assert_eq!((p.window.width, p.window.height), (3000.0, 3000.0));
+    }
+
+    #[test]
+    fn fill_max_and_fill_down_never_enlarge() {
+        // A large source: both are plain fill.
+        for mode in [ResizeMode::FillMax, ResizeMode::FillDown] {
+            let p = plan(4000, 3000, &req(1200, 630, mode));
+            assert_eq!(out(&p), (1200, 630), "{mode:?}");
+            assert_eq!((p.window.width, p.window.height), (4000.0, 2100.0));
+        }
+        // 300×200 into 400×400: fill-max keeps the scale, crops to 200×200…
+        let max = plan(300, 200, &req(400, 400, ResizeMode::FillMax));
+        assert_eq!(out(&max), (300, 200));
+        let max = plan(300, 200, &req(250, 400, ResizeMode::FillMax));
+        assert_eq!(out(&max), (250, 200));
+        assert_eq!(max.window.width, 250.0);
+        assert_eq!(origin(&max), (25.0, 0.0));
+        // …fill-down keeps the box's aspect ratio.
+        let down = plan(300, 200, &req(400, 400, ResizeMode::FillDown));
+        assert_eq!(out(&down), (200, 200));
+        assert_eq!(origin(&down), (50.0, 0.0));
+        let down = plan(300, 200, &req(800, 400, ResizeMode::FillDown));
+        assert_eq!(out(&down), (300, 150));
+    }
+
+    #[test]
+    fn auto_fills_same_orientations_and_fits_the_others() {
+        let auto = req(400, 300, ResizeMode::Auto);
+        let landscape = plan(4000, 2000, &auto);
+        assert_eq!(
+            out(&landscape),
+            (400, 300),
+            "landscape into landscape: fill"
+        );
+        let portrait = plan(2000, 4000, &auto);
+        assert_eq!(out(&portrait), (150, 300), "portrait into landscape: fit");
+        let small = plan(200, 100, &auto);
+        assert_eq!(out(&small), (200, 100), "never enlarged without up");
+        let mut up = auto;
+        up.upscale = true;
+        assert_eq!(out(&plan(200, 100, &up)), (400, 300));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!    much as it needs: JPEGs at 1/2, 1/4 or 1/8 scale in the DCT domain.
 //! 4. `smart` gravity places the window by edge energy on the decoded pixels.
 //! 5. Lanczos3 resize of the window straight out of the decode buffer.
-//! 6. On the small result: orientation, ICC → sRGB, pad, blur, sharpen.
+//! 6. On the small result: orientation, ICC → sRGB, pad, blur, sharpen, greyscale.
 //! 7. Encode without metadata.
 
 use image::DynamicImage;
@@ -272,6 +272,9 @@ pub fn render(
     }
     if let Some(sigma) = options.sharpen {
         image = effects::sharpen(&image, sigma.get());
+    }
+    if options.grayscale {
+        image = effects::grayscale(&image);
     }
     let image = effects::drop_opaque_alpha(image);
     budget.check()?;
