@@ -14,6 +14,7 @@ use kiln_infra::config::{
     bool_or, check_secret, millis_or, parse_or, var_opt, var_or, AmqpConfig, DbConfig,
     FromEnv as _, S3Config,
 };
+use kiln_infra::dialect_config::Dialects;
 
 use crate::plumbing::client_addr::TrustedProxies;
 use crate::plumbing::server::ServerLimits;
@@ -59,6 +60,8 @@ pub struct ApiConfig {
     pub migrate: bool,
     pub signing: SigningConfig,
     pub nginx: Option<NginxCompat>,
+    /// thumbor/imagor and imgproxy URLs (`KILN_THUMBOR_*`, `KILN_IMGPROXY_*`).
+    pub dialects: Dialects,
     pub limits: SourceLimits,
     /// What `f:auto` may choose, best first (`KILN_AUTO_FORMATS`, default `avif,webp`).
     pub auto_formats: AutoFormats,
@@ -177,6 +180,7 @@ impl ApiConfig {
             migrate: bool_or("KILN_MIGRATE", true)?,
             signing: SigningConfig::from_env()?,
             nginx,
+            dialects: dialects()?,
             limits: SourceLimits::from_env()?,
             auto_formats: AutoFormats::parse(&var_or("KILN_AUTO_FORMATS", "avif,webp"))
                 .map_err(|e| anyhow::anyhow!("KILN_AUTO_FORMATS: {e}"))?,
@@ -234,6 +238,19 @@ impl ApiConfig {
             s3: S3Config::from_env()?,
         })
     }
+}
+
+fn dialects() -> anyhow::Result<Dialects> {
+    let dialects = Dialects::from_env()?;
+    for (name, prefix) in dialects.prefixes() {
+        let top = prefix.split('/').nth(1).unwrap_or_default();
+        if crate::routes::NATIVE_TOP_SEGMENTS.contains(&top) {
+            bail!(
+                "{name}={prefix:?} collides with Kiln's own /{top} routes: choose another prefix"
+            );
+        }
+    }
+    Ok(dialects)
 }
 
 fn deny_status() -> anyhow::Result<StatusCode> {

@@ -7,6 +7,7 @@
 pub mod cache_key;
 pub mod captcha;
 pub mod cards;
+pub mod dialects;
 pub mod format;
 pub mod image_header;
 pub mod job;

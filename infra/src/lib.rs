@@ -8,6 +8,7 @@ pub mod bulk;
 pub mod captcha_pool;
 pub mod config;
 pub mod db;
+pub mod dialect_config;
 pub mod env_file;
 pub mod healthcheck;
 pub mod links;

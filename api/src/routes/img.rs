@@ -88,6 +88,13 @@ pub(crate) fn checked_request(
     }
     let options =
         ImageOptions::parse(path.options).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    admit(state, &options)?;
+    Ok((source, options))
+}
+
+/// The checks after the options parse, in every URL form: the output size
+/// limit (400), then the expiry (410).
+pub(crate) fn admit(state: &AppState, options: &ImageOptions) -> Result<(), ApiError> {
     state
         .config
         .limits
@@ -96,7 +103,7 @@ pub(crate) fn checked_request(
     if options.expires.is_some_and(|exp| exp < unix_now()) {
         return Err(ApiError::Expired);
     }
-    Ok((source, options))
+    Ok(())
 }
 
 #[cfg(test)]

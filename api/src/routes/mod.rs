@@ -14,6 +14,7 @@ use crate::state::SharedState;
 mod captcha;
 pub(crate) mod card;
 mod card_preview;
+pub(crate) mod dialect;
 pub(crate) mod health;
 pub(crate) mod img;
 pub(crate) mod jobs;
@@ -24,6 +25,25 @@ pub(crate) mod partners;
 pub(crate) mod purge;
 pub(crate) mod upload;
 pub(crate) mod usage;
+
+/// The first path segments of Kiln's own routes: a dialect prefix may not
+/// start with one of them.
+pub const NATIVE_TOP_SEGMENTS: &[&str] = &[
+    "img",
+    "captcha",
+    "download",
+    "dl",
+    "card",
+    "card-preview",
+    "originals",
+    "resize",
+    "crop",
+    "healthz",
+    "readyz",
+    "metrics",
+    "usage",
+    "v1",
+];
 
 /// A bulk job of 10 000 card items with parameters fits in this (typed
 /// parsing keeps its memory within a small multiple of it).
@@ -90,6 +110,14 @@ pub fn router(state: SharedState) -> Router {
         .merge(admin_or_partner);
     if state.config.metrics_listen.is_none() {
         router = router.route("/metrics", get(health::metrics));
+    }
+    for (_, prefix) in state.config.dialects.prefixes() {
+        router = if prefix.is_empty() {
+            // A root mount answers whatever no native route took.
+            router.fallback(dialect::image)
+        } else {
+            router.route(&format!("{prefix}/{{*rest}}"), get(dialect::image))
+        };
     }
     router
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

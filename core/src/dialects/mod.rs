@@ -1,0 +1,263 @@
+//! Other services' URL grammars, read into Kiln's own options: thumbor and
+//! imagor (`/t/…`), imgproxy (`/p/…`). A dialect URL becomes a
+//! [`DialectRequest`] — a source key and canonical [`ImageOptions`] — so the
+//! same rendition asked for natively or in any dialect is one cache key and
+//! one render. What Kiln cannot honour exactly is refused with a message
+//! naming it, never approximated silently.
+//!
+//! Checks run in the native order: the path's shape and the source (400),
+//! the signature (403), the options (400); the api then checks the size
+//! limit and the expiry.
+
+use percent_encoding::percent_decode_str;
+
+use crate::options::{Compass, Fraction, Gravity, ImageOptions};
+use crate::source_key::{SourceKey, SourceKeyError};
+
+pub mod imgproxy;
+pub mod signer;
+pub mod thumbor;
+
+/// What a dialect URL asks for, in Kiln's terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DialectRequest {
+    pub source: SourceKey,
+    pub options: ImageOptions,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DialectError {
+    /// The path does not follow the grammar, or names a bad source: 400.
+    #[error("{0}")]
+    Malformed(String),
+    /// Missing, wrong or disabled signature: 403.
+    #[error("bad signature")]
+    BadSignature,
+    /// A well-formed option Kiln cannot render exactly: 400.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl From<SourceKeyError> for DialectError {
+    fn from(err: SourceKeyError) -> Self {
+        Self::Malformed(err.to_string())
+    }
+}
+
+fn malformed(message: impl Into<String>) -> DialectError {
+    DialectError::Malformed(message.into())
+}
+
+fn unsupported(message: impl Into<String>) -> DialectError {
+    DialectError::Unsupported(message.into())
+}
+
+/// A dialect's image reference as a key in the originals bucket. Both
+/// peers also take full URLs; until remote origins are configured, those
+/// are refused by name rather than looked up as keys. `originals_bucket`
+/// lets imgproxy's `s3://{bucket}/{key}` name Kiln's own bucket.
+fn source_key(decoded: &str, originals_bucket: &str) -> Result<SourceKey, DialectError> {
+    let lower = decoded.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Err(unsupported(
+            "remote http(s) sources are not enabled on this server",
+        ));
+    }
+    if let Some(rest) = decoded.strip_prefix("s3://") {
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket != originals_bucket {
+            return Err(unsupported(format!("unknown bucket {bucket:?}")));
+        }
+        return Ok(SourceKey::new(key)?);
+    }
+    if let Some(key) = decoded.strip_prefix("local:///") {
+        return Ok(SourceKey::new(key)?);
+    }
+    if decoded.contains("://") {
+        return Err(unsupported("unknown source scheme"));
+    }
+    Ok(SourceKey::new(decoded)?)
+}
+
+/// Percent-decodes a path (as UTF-8), refusing encoded separators as native
+/// source keys do.
+fn decode_path(raw: &str) -> Result<String, DialectError> {
+    let lower = raw.to_ascii_lowercase();
+    if ["%2f", "%5c", "%00"].iter().any(|bad| lower.contains(bad)) {
+        return Err(SourceKeyError::EncodedSeparator.into());
+    }
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| SourceKeyError::BadEncoding.into())
+}
+
+/// Whether `verify` accepts `raw` (the path as it came) or its
+/// percent-decoded form. Both peers' client libraries sign the path before
+/// an HTTP client escapes it (a space in a plain source, say), and both
+/// servers check the decoded path. The decoded form only counts when it has
+/// the same segments as the raw one, so an escaped slash cannot move a
+/// signed boundary.
+fn signed_as_sent_or_decoded(raw: &str, verify: impl Fn(&str) -> bool) -> bool {
+    if verify(raw) {
+        return true;
+    }
+    if !raw.contains('%') {
+        return false;
+    }
+    match percent_decode_str(raw).decode_utf8() {
+        Ok(decoded) if decoded.split('/').count() == raw.split('/').count() => verify(&decoded),
+        _ => false,
+    }
+}
+
+/// Where gravity points, as fractions of the image (0 = left/top).
+fn anchor(gravity: Gravity) -> Option<(f64, f64)> {
+    match gravity {
+        Gravity::Compass(c) => Some(c.anchor()),
+        Gravity::Focal { x, y } => Some((x.get(), y.get())),
+        Gravity::Smart => None,
+    }
+}
+
+/// The gravity that points at `(u, v)`, in the form it came in.
+fn gravity_at(like: Gravity, (u, v): (f64, f64)) -> Gravity {
+    match like {
+        Gravity::Compass(_) => Compass::ALL
+            .iter()
+            .map(|(c, _)| *c)
+            .find(|c| c.anchor() == (u, v))
+            .map_or(like, Gravity::Compass),
+        Gravity::Focal { .. } => {
+            let f = |t: f64| Fraction((t * f64::from(Fraction::SCALE)).round() as u16);
+            Gravity::Focal { x: f(u), y: f(v) }
+        }
+        Gravity::Smart => like,
+    }
+}
+
+/// Rewrites options a peer applies in the order "place the crop window,
+/// resize, flip, then rotate `ccw` degrees counter-clockwise" into Kiln's
+/// order (rotate clockwise, flip, then crop and resize): the box turns with
+/// the image, the flips trade axes on a quarter turn, and the gravity point
+/// is carried through the same flips and rotation.
+fn rotate_after_resize(options: &mut ImageOptions, ccw: u16) {
+    if let Some(point) = anchor(options.gravity) {
+        let (mut u, mut v) = point;
+        if options.flip.horizontal {
+            u = 1.0 - u;
+        }
+        if options.flip.vertical {
+            v = 1.0 - v;
+        }
+        let turned = match ccw {
+            90 => (v, 1.0 - u),
+            180 => (1.0 - u, 1.0 - v),
+            270 => (1.0 - v, u),
+            _ => (u, v),
+        };
+        options.gravity = gravity_at(options.gravity, turned);
+    }
+    if ccw == 90 || ccw == 270 {
+        std::mem::swap(&mut options.width, &mut options.height);
+        let flip = options.flip;
+        options.flip.horizontal = flip.vertical;
+        options.flip.vertical = flip.horizontal;
+    }
+    options.rotate = (360 - ccw) % 360;
+}
+
+/// A colour as thumbor and imgproxy write it: `rgb` or `rrggbb` hex, no `#`.
+fn hex_colour(text: &str) -> Option<[u8; 3]> {
+    let text = text.strip_prefix('#').unwrap_or(text);
+    if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let full: String = match text.len() {
+        3 => text.chars().flat_map(|c| [c, c]).collect(),
+        6 => text.to_owned(),
+        _ => return None,
+    };
+    let byte = |i: usize| u8::from_str_radix(&full[i..i + 2], 16).ok();
+    Some([byte(0)?, byte(2)?, byte(4)?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_keys_in_the_originals_bucket() {
+        let key = |s: &str| source_key(s, "originals").map(|k| k.as_str().to_owned());
+        assert_eq!(key("a/b.jpg").unwrap(), "a/b.jpg");
+        assert_eq!(key("s3://originals/a/b.jpg").unwrap(), "a/b.jpg");
+        assert_eq!(key("local:///a/b.jpg").unwrap(), "a/b.jpg");
+        assert!(matches!(
+            key("s3://other/a.jpg"),
+            Err(DialectError::Unsupported(_))
+        ));
+        assert!(matches!(
+            key("https://e.com/a.jpg"),
+            Err(DialectError::Unsupported(_))
+        ));
+        assert!(matches!(
+            key("ftp://e.com/a.jpg"),
+            Err(DialectError::Unsupported(_))
+        ));
+        assert!(matches!(key("a/../b.jpg"), Err(DialectError::Malformed(_))));
+        assert!(decode_path("a%2Fb").is_err());
+        assert_eq!(decode_path("a%20b").unwrap(), "a b");
+    }
+
+    #[test]
+    fn signatures_over_the_decoded_path_keep_its_segments() {
+        let signed = |p: &str| p == "w:1/plain/a b.jpg";
+        assert!(signed_as_sent_or_decoded("w:1/plain/a b.jpg", signed));
+        assert!(signed_as_sent_or_decoded("w:1/plain/a%20b.jpg", signed));
+        assert!(!signed_as_sent_or_decoded("w:1/plain/a%20c.jpg", signed));
+        let signed = |p: &str| p == "w:1/plain/a/b.jpg";
+        assert!(!signed_as_sent_or_decoded("w:1/plain/a%2Fb.jpg", signed));
+    }
+
+    #[test]
+    fn rotation_after_resize_turns_box_flips_and_gravity() {
+        let mut o = ImageOptions {
+            width: 300,
+            height: 100,
+            gravity: Gravity::Compass(Compass::West),
+            ..ImageOptions::default()
+        };
+        o.flip.horizontal = true;
+        rotate_after_resize(&mut o, 90);
+        assert_eq!((o.width, o.height, o.rotate), (100, 300, 270));
+        assert!(o.flip.vertical && !o.flip.horizontal);
+        // West, mirrored to east by the flip, is north after a quarter turn
+        // counter-clockwise.
+        assert_eq!(o.gravity, Gravity::Compass(Compass::North));
+        let mut focal = ImageOptions {
+            gravity: Gravity::Focal {
+                x: Fraction(2500),
+                y: Fraction(1000),
+            },
+            ..ImageOptions::default()
+        };
+        rotate_after_resize(&mut focal, 270);
+        assert_eq!(
+            focal.gravity,
+            Gravity::Focal {
+                x: Fraction(9000),
+                y: Fraction(2500)
+            }
+        );
+        assert_eq!(focal.rotate, 90);
+    }
+
+    #[test]
+    fn colours_in_both_peers_spellings() {
+        assert_eq!(hex_colour("ff8000"), Some([255, 128, 0]));
+        assert_eq!(hex_colour("F80"), Some([255, 136, 0]));
+        assert_eq!(hex_colour("#000000"), Some([0, 0, 0]));
+        assert_eq!(hex_colour("red"), None);
+        assert_eq!(hex_colour("ff800"), None);
+    }
+}
