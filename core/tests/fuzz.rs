@@ -16,6 +16,8 @@ use proptest::prelude::*;
 use proptest::sample::{select, Index};
 
 use kiln_core::cards::{CardSpec, Templates};
+use kiln_core::dialects::signer::{ImgproxyKey, ImgproxySigning, ThumborSigning};
+use kiln_core::dialects::{imgproxy, thumbor, DialectRequest};
 use kiln_core::nginx_link::{LinkRequest, SecureLinkExpr};
 use kiln_core::options::ImageOptions;
 use kiln_core::signing::SigningConfig;
@@ -59,6 +61,8 @@ fn inputs(file: &str, alphabet: &'static str) -> impl Strategy<Value = String> {
 
 const OPTION_CHARS: &str = "0123456789x,:.-fillpadgcnswe_upqrbdtmhvjaokXF%é\u{0}";
 const PATH_CHARS: &str = "ab./\\%2eEfF05cC+ -~_é\u{0}\n";
+const THUMBOR_CHARS: &str = "0123456789x-/:(),.%fitnlrgbhqsmuadp_éAZ\u{0}";
+const IMGPROXY_CHARS: &str = "0123456789:/.@%-_=rsfilwhgcebqdpxtnoYaz\u{0}";
 const QUERY_CHARS: &str = "=&%+<>\"'/.a-z03cC2fF\u{0}é";
 
 fn check_options(text: &str) -> Result<(), TestCaseError> {
@@ -70,6 +74,41 @@ fn check_options(text: &str) -> Result<(), TestCaseError> {
         prop_assert_eq!(&twice, &canonical, "canonical form of {:?} moves", text);
     }
     Ok(())
+}
+
+/// A dialect request that parsed: its source is a safe key, its options
+/// are within the native grammar (their canonical form parses back to the
+/// same rendition, a fixed point).
+fn check_dialect(
+    parsed: Result<DialectRequest, kiln_core::dialects::DialectError>,
+) -> Result<(), TestCaseError> {
+    if let Ok(request) = parsed {
+        check_source(&request.source.to_url_path())?;
+        let canonical = request.options.canonical();
+        let again = ImageOptions::parse(&canonical);
+        prop_assert!(again.is_ok(), "{canonical:?} does not parse");
+        prop_assert_eq!(again.map(|o| o.canonical()).unwrap_or_default(), canonical);
+    }
+    Ok(())
+}
+
+fn thumbor_signing() -> ThumborSigning {
+    ThumborSigning {
+        keys: vec![b"fuzz".to_vec()],
+        allow_unsafe: true,
+        ..ThumborSigning::default()
+    }
+}
+
+fn imgproxy_signing() -> ImgproxySigning {
+    ImgproxySigning {
+        keys: vec![ImgproxyKey {
+            key: b"fuzz".to_vec(),
+            salt: b"salt".to_vec(),
+        }],
+        signature_size: 32,
+        allow_insecure: true,
+    }
 }
 
 fn check_source(raw: &str) -> Result<(), TestCaseError> {
@@ -147,6 +186,22 @@ fn the_corpus_as_is() {
     for raw in corpus("paths.txt") {
         check_source(&raw).unwrap_or_else(|e| panic!("{e}"));
     }
+    for path in corpus("thumbor.txt") {
+        check_dialect(thumbor::parse(
+            &format!("unsafe/{path}"),
+            &thumbor_signing(),
+            "originals",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    for path in corpus("imgproxy.txt") {
+        check_dialect(imgproxy::parse(
+            &format!("insecure/{path}"),
+            &imgproxy_signing(),
+            "originals",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
     for query in corpus("card_queries.txt") {
         check_card_query(templates(), "hello-world.png", &query).unwrap_or_else(|e| panic!("{e}"));
     }
@@ -174,6 +229,34 @@ proptest! {
     #[test]
     fn options_parse_or_refuse_and_canonical_forms_are_fixed_points(text in inputs("options.txt", OPTION_CHARS)) {
         check_options(&text)?;
+    }
+
+    #[test]
+    fn thumbor_paths_parse_or_refuse_into_native_options(
+        path in inputs("thumbor.txt", THUMBOR_CHARS),
+        signed in any::<bool>(),
+    ) {
+        let signing = thumbor_signing();
+        let path = if signed {
+            format!("{}/{path}", signing.sign(&path).unwrap_or_default())
+        } else {
+            format!("unsafe/{path}")
+        };
+        check_dialect(thumbor::parse(&path, &signing, "originals"))?;
+    }
+
+    #[test]
+    fn imgproxy_paths_parse_or_refuse_into_native_options(
+        path in inputs("imgproxy.txt", IMGPROXY_CHARS),
+        signed in any::<bool>(),
+    ) {
+        let signing = imgproxy_signing();
+        let path = if signed {
+            format!("{}/{path}", signing.sign(&format!("/{path}")).unwrap_or_default())
+        } else {
+            format!("insecure/{path}")
+        };
+        check_dialect(imgproxy::parse(&path, &signing, "originals"))?;
     }
 
     #[test]

@@ -344,6 +344,27 @@ ensure_node_package() { # name@version
   echo "$BENCH_NODE_HOME/node_modules"
 }
 
+# Python peers of the tests (thumbor's own client library, say) live in one
+# directory outside the clone, installed with pip --target.
+PEER_PY_HOME="${KILN_PEER_PY_HOME:-$HOME/.cache/kiln-peers/python}"
+
+# Installs a PyPI package at exactly the version asked for (name==version)
+# into PEER_PY_HOME, replacing another version found there; prints the
+# directory (for PYTHONPATH).
+ensure_python_package() { # name==version
+  local name="${1%%==*}" version="${1##*==}" installed=""
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  installed="$(PYTHONPATH="$PEER_PY_HOME" python3 -c \
+    "import importlib.metadata as m; print(m.version('$name'))" 2>/dev/null || true)"
+  if [ "$installed" != "$version" ]; then
+    log "installing $1 into $PEER_PY_HOME${installed:+ (had $installed)}" >&2
+    mkdir -p "$PEER_PY_HOME"
+    python3 -m pip install --quiet --disable-pip-version-check --upgrade \
+      --target "$PEER_PY_HOME" "$1" >&2
+  fi
+  echo "$PEER_PY_HOME"
+}
+
 # Waits until the worker whose metrics are on 127.0.0.1:PORT reports a full
 # captcha pool of 4096 slots (benchmarks serve captchas from it).
 wait_captcha_pool() { # worker_port

@@ -35,6 +35,10 @@ if id postgres >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
     | runuser -u postgres -- psql -q -d postgres >/dev/null || true
 fi
 export KILN_BIN_DIR="$CARGO_TARGET_DIR/release"
+# The peers' own client libraries, for the dialect tests.
+KILN_PEER_PYTHONPATH="$(ensure_python_package libthumbor==2.0.2)"
+KILN_PEER_NODE_PATH="$(ensure_node_package @imgproxy/imgproxy-node@1.0.6)"
+export KILN_PEER_PYTHONPATH KILN_PEER_NODE_PATH
 log "running tests"
 cargo test --workspace --release -- --test-threads "${KILN_TEST_THREADS:-4}"
 if [ "$faults" = 1 ]; then

@@ -7,6 +7,7 @@ mod cli;
 mod config_docs;
 mod delivery;
 mod deploy_files;
+mod dialects;
 mod errors;
 mod fuzz_http;
 mod hostile;

@@ -23,6 +23,7 @@ use tokio::process::{Child, Command};
 
 pub mod crafted;
 pub mod images;
+pub mod peers;
 pub mod services;
 
 /// The signing key every test api is configured with.
@@ -467,6 +468,12 @@ impl Process {
     /// Sends `GET {path}` byte for byte (HTTP clients normalise `..` and
     /// `//` away) and returns the status code and body.
     pub async fn raw_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let (status, _, body) = self.raw_get_with_head(path).await?;
+        Ok((status, body))
+    }
+
+    /// [`Self::raw_get`], with the response head (status line and headers).
+    pub async fn raw_get_with_head(&self, path: &str) -> anyhow::Result<(u16, String, String)> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let addr = self.base_url.trim_start_matches("http://");
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
@@ -483,11 +490,11 @@ impl Process {
             .nth(1)
             .and_then(|code| code.parse().ok())
             .with_context(|| format!("not an HTTP response: {response:?}"))?;
-        let body = response
+        let (head, body) = response
             .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
+            .map(|(h, b)| (h.to_owned(), b.to_owned()))
             .unwrap_or_default();
-        Ok((status, body))
+        Ok((status, head, body))
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -671,6 +678,14 @@ pub async fn follow_redirect(
     client: &reqwest::Client,
     response: reqwest::Response,
 ) -> anyhow::Result<(image::ImageFormat, u32, u32)> {
+    Ok(images::inspect(&redirected_bytes(client, response).await?))
+}
+
+/// The object a 302 from Kiln points at, failing on any other answer.
+pub async fn redirected_bytes(
+    client: &reqwest::Client,
+    response: reqwest::Response,
+) -> anyhow::Result<bytes::Bytes> {
     if response.status() != 302 {
         bail!(
             "expected 302, got {}: {}",
@@ -679,14 +694,13 @@ pub async fn follow_redirect(
         );
     }
     let location = response.headers()["location"].to_str()?.to_owned();
-    let body = client
+    Ok(client
         .get(location)
         .send()
         .await?
         .error_for_status()?
         .bytes()
-        .await?;
-    Ok(images::inspect(&body))
+        .await?)
 }
 
 /// Requests `url` until it answers something other than 503 (at most ~5 s)

@@ -220,16 +220,19 @@ impl State {
     fn apply(&mut self, name: &str, args: &[&str]) -> Result<(), DialectError> {
         let arg = |i: usize| args.get(i).copied().filter(|a| !a.is_empty());
         match name {
+            // rs:type:w:h:enlarge:extend[:gravity[:x:y]] and
+            // s:w:h:enlarge:extend[…]: the extend option's own arguments
+            // follow it.
             "resize" | "rs" => {
-                arity(name, args, 5)?;
+                arity(name, args, 8)?;
                 if let Some(rt) = arg(0) {
                     self.apply("rt", &[rt])?;
                 }
                 self.apply("s", &args[1..])?;
             }
             "size" | "s" => {
-                if args.len() > 4 {
-                    return Err(malformed(format!("{name} takes up to 4 arguments")));
+                if args.len() > 7 {
+                    return Err(malformed(format!("{name} takes up to 7 arguments")));
                 }
                 if let Some(w) = arg(0) {
                     self.width = dimension(name, w)?;
@@ -240,8 +243,8 @@ impl State {
                 if let Some(el) = arg(2) {
                     self.enlarge = boolean(name, el)?;
                 }
-                if let Some(ex) = arg(3) {
-                    self.apply("ex", &[ex])?;
+                if arg(3).is_some() {
+                    self.apply("ex", &args[3..])?;
                 }
             }
             "resizing_type" | "rt" => {
