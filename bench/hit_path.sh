@@ -9,7 +9,10 @@
 # 2. Miss latency: first requests for a 4000x3000 JPEG -> 800 px wide, each
 #    with fresh options, total time next to the worker's own fetch/render/upload
 #    split (from its log), so "everything but the render" is visible.
-# 3. Metering cost: the same hit URL with and without a partner key, rounds
+# 3. Dialects: the same rendition through thumbor's and imgproxy's URLs
+#    (signed by `kiln sign --dialect`), 3 rounds alternating with the native
+#    URL, reported as each dialect's ratio to the native hit path.
+# 4. Metering cost: the same hit URL with and without a partner key, rounds
 #    alternating in one run (each keyed request is resolved from the key
 #    cache, held to limits and counted; counts flushed once a second;
 #    5 alternating rounds, reported as the ratio of the sums).
@@ -25,6 +28,7 @@ WORK="$(mktemp -d)"
 RUN_ID="$(date +%s)"  # a fresh source key, so the misses are real misses
 trap 'kill $(jobs -p) 2>/dev/null; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 set -a; . "$KILN_ENV"; set +a
+export KILN_THUMBOR_KEY=bench-thumbor-key KILN_IMGPROXY_KEY=62656e6368 KILN_IMGPROXY_SALT=73616c74
 export KILN_ENV_FILE="" KILN_LISTEN=127.0.0.1:18080 KILN_WORKER_LISTEN=127.0.0.1:19091 \
   KILN_QUEUE_PREFIX=kiln.bench. KILN_S3_CACHE_PREFIX="bench-$(date +%s)/" RUST_LOG=warn,kiln_worker=info
 "$BIN/kiln-api" >"$WORK/api.log" 2>&1 &
@@ -48,6 +52,25 @@ printf '%-28s %12s %10s\n' "" "req/s" "p99"
 printf '%-28s %12s %10s\n' "bare axum 302" "$b_rps" "$(p99 <<<"$bare")"
 printf '%-28s %12s %10s\n' "kiln hit (302 to S3)" "$k_rps" "$(p99 <<<"$kiln")"
 awk -v k="$k_rps" -v b="$b_rps" 'BEGIN { printf "kiln / bare = %.2f\n", k / b }'
+
+log "dialects: the same rendition natively, via thumbor and via imgproxy, 3 alternating rounds of ${DURATION}s"
+sign_dialect() { KILN_PUBLIC_URL=http://127.0.0.1:18080 "$BIN/kiln" sign --dialect "$1" "$2" bench/sample.jpg; }
+thumbor_url="$(sign_dialect thumbor 'fit-in/400x300/filters:format(webp)')"
+imgproxy_url="$(sign_dialect imgproxy 'rs:fit:400:300/f:webp')"
+for url in "$thumbor_url" "$imgproxy_url"; do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 302 ] || die "dialect warm-up failed: $url"
+done
+native_sum=0; thumbor_sum=0; imgproxy_sum=0
+printf '%-8s %14s %14s %14s\n' round "native req/s" "thumbor req/s" "imgproxy req/s"
+for round in 1 2 3; do
+  n="$(run_wrk "$hit_url" | rps)"; t="$(run_wrk "$thumbor_url" | rps)"; i="$(run_wrk "$imgproxy_url" | rps)"
+  printf '%-8s %14s %14s %14s\n' "$round" "$n" "$t" "$i"
+  native_sum="$(awk -v a="$native_sum" -v b="$n" 'BEGIN { print a + b }')"
+  thumbor_sum="$(awk -v a="$thumbor_sum" -v b="$t" 'BEGIN { print a + b }')"
+  imgproxy_sum="$(awk -v a="$imgproxy_sum" -v b="$i" 'BEGIN { print a + b }')"
+done
+awk -v n="$native_sum" -v t="$thumbor_sum" -v i="$imgproxy_sum" \
+  'BEGIN { printf "thumbor / native = %.2f, imgproxy / native = %.2f\n", t / n, i / n }'
 
 log "metering: the hit URL without and with a partner key, 5 alternating rounds of ${DURATION}s"
 partner_key="$("$BIN/kiln" partner create "bench-$RUN_ID" | sed -n 's/^key (shown once): //p')"

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use kiln_core::captcha::CaptchaConfig;
 use kiln_core::limits::SourceLimits;
 use kiln_core::nginx_link::SecureLinkExpr;
-use kiln_core::options::AutoFormats;
+use kiln_core::options::{AutoFormats, Presets};
 use kiln_core::signing::SigningConfig;
 use kiln_infra::config::{
     bool_or, check_secret, millis_or, parse_or, var_opt, var_or, AmqpConfig, DbConfig,
@@ -62,6 +62,8 @@ pub struct ApiConfig {
     pub nginx: Option<NginxCompat>,
     /// thumbor/imagor and imgproxy URLs (`KILN_THUMBOR_*`, `KILN_IMGPROXY_*`).
     pub dialects: Dialects,
+    /// Named option lists (`KILN_PRESETS_FILE`, `KILN_PRESETS_ONLY`).
+    pub presets: Presets,
     pub limits: SourceLimits,
     /// What `f:auto` may choose, best first (`KILN_AUTO_FORMATS`, default `avif,webp`).
     pub auto_formats: AutoFormats,
@@ -181,6 +183,7 @@ impl ApiConfig {
             signing: SigningConfig::from_env()?,
             nginx,
             dialects: dialects()?,
+            presets: Presets::from_env()?,
             limits: SourceLimits::from_env()?,
             auto_formats: AutoFormats::parse(&var_or("KILN_AUTO_FORMATS", "avif,webp"))
                 .map_err(|e| anyhow::anyhow!("KILN_AUTO_FORMATS: {e}"))?,

@@ -5,7 +5,7 @@ use clap::Args;
 use serde_json::json;
 
 use kiln_core::dialects;
-use kiln_core::options::ImageOptions;
+use kiln_core::options::{ImageOptions, Presets};
 use kiln_core::signing::SigningConfig;
 use kiln_core::source_key::SourceKey;
 use kiln_infra::config::{FromEnv as _, S3Config};
@@ -60,7 +60,8 @@ pub fn sign(args: &SignArgs, out: &Output) -> CliResult {
         DialectArg::Native => {}
         DialectArg::Thumbor | DialectArg::Imgproxy => return sign_dialect(args, out),
     }
-    ImageOptions::parse(&args.options).map_err(|e| usage(format!("OPTIONS: {e}")))?;
+    ImageOptions::parse_with(&args.options, &Presets::from_env()?)
+        .map_err(|e| usage(format!("OPTIONS: {e}")))?;
     let source = SourceKey::new(&args.source).map_err(|e| usage(format!("SOURCE: {e}")))?;
     let payload = format!("{}/{}", args.options, source.to_url_path());
     let signature = signing()?
@@ -84,6 +85,7 @@ fn sign_dialect(args: &SignArgs, out: &Output) -> CliResult {
     let options = args.options.trim_matches('/');
     let dialects = Dialects::from_env()?;
     let bucket = S3Config::from_env()?.originals_bucket;
+    let presets = Presets::from_env()?;
     let (prefix, signature, path, parsed) = match args.dialect {
         DialectArg::Thumbor => {
             let d = dialects
@@ -99,8 +101,12 @@ fn sign_dialect(args: &SignArgs, out: &Output) -> CliResult {
                 .signing
                 .sign(&path)
                 .context("no thumbor key configured (KILN_THUMBOR_KEY)")?;
-            let parsed =
-                dialects::thumbor::parse(&format!("{signature}/{path}"), &d.signing, &bucket);
+            let parsed = dialects::thumbor::parse_with(
+                &format!("{signature}/{path}"),
+                &d.signing,
+                &bucket,
+                &presets,
+            );
             (d.prefix, signature, path, parsed)
         }
         _ => {
@@ -112,8 +118,12 @@ fn sign_dialect(args: &SignArgs, out: &Output) -> CliResult {
                 .signing
                 .sign(&format!("/{path}"))
                 .context("no imgproxy key configured (KILN_IMGPROXY_KEY)")?;
-            let parsed =
-                dialects::imgproxy::parse(&format!("{signature}/{path}"), &d.signing, &bucket);
+            let parsed = dialects::imgproxy::parse_with(
+                &format!("{signature}/{path}"),
+                &d.signing,
+                &bucket,
+                &presets,
+            );
             (d.prefix, signature, path, parsed)
         }
     };

@@ -225,6 +225,23 @@ pub trait FromEnv: Sized {
     fn from_env() -> anyhow::Result<Self>;
 }
 
+impl FromEnv for kiln_core::options::Presets {
+    /// `KILN_PRESETS_FILE` (TOML, `name = "options"`; unset: no presets) and
+    /// `KILN_PRESETS_ONLY`.
+    fn from_env() -> anyhow::Result<Self> {
+        let only = bool_or("KILN_PRESETS_ONLY", false)?;
+        let Some(path) = var_opt("KILN_PRESETS_FILE") else {
+            if only {
+                bail!("KILN_PRESETS_ONLY=true needs KILN_PRESETS_FILE");
+            }
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("KILN_PRESETS_FILE={path:?} cannot be read"))?;
+        Self::from_toml(&text, only).map_err(|e| anyhow::anyhow!("KILN_PRESETS_FILE={path:?}: {e}"))
+    }
+}
+
 impl FromEnv for SigningConfig {
     fn from_env() -> anyhow::Result<Self> {
         let keys: Vec<Vec<u8>> = var_opt("KILN_SIGNING_KEYS")

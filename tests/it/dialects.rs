@@ -419,3 +419,134 @@ async fn kiln_sign_writes_both_dialects() -> anyhow::Result<()> {
     env.cleanup().await;
     Ok(())
 }
+
+/// Bulk jobs take dialect URLs as they take native ones, and the renders
+/// they make are what those URLs (and the native one) then hit.
+#[tokio::test]
+async fn bulk_jobs_pre_render_dialect_urls() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let api = env.spawn_api(&dialect_env()).await?;
+    let worker = env.spawn_worker(&[]).await?;
+    let source = env
+        .upload("bulk.jpg", images::jpeg(600, 300), "image/jpeg")
+        .await?;
+    let thumbor = libthumbor_urls(
+        THUMBOR_KEY,
+        &[json!({"width": 120, "height": 120, "fit_in": true, "image_url": source})],
+    )?;
+    let imgproxy = imgproxy_node_urls(
+        IMGPROXY_KEY,
+        IMGPROXY_SALT,
+        &[json!({"url": {"value": source, "displayAs": "plain"},
+                 "options": {"resizing_type": "fill", "width": 90, "height": 90, "enlarge": 1}})],
+    )?;
+    let response = http()
+        .post(api.url("/v1/jobs"))
+        .bearer_auth(kiln_e2e::ADMIN_KEY)
+        .json(&json!({ "items": [
+            {"url": format!("/t{}", thumbor[0])},
+            {"url": api.url(&format!("/p{}", imgproxy[0]))},
+        ]}))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 202, "{}", response.text().await?);
+    let mut rendered = 0;
+    for _ in 0..100 {
+        rendered = worker.log_count("rendering bytes=");
+        if rendered == 2 && env.cache_objects().await?.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(rendered, 2, "both items rendered by the job");
+    for path in [
+        format!("/t{}", thumbor[0]),
+        env.signed_path("120x120", &source),
+        format!("/p{}", imgproxy[0]),
+        env.signed_path("90x90,fill", &source),
+    ] {
+        let response = http().get(api.url(&path)).send().await?;
+        assert_eq!(response.status(), 302, "{path}");
+    }
+    assert_eq!(
+        worker.log_count("rendering bytes="),
+        2,
+        "hits, not new renders"
+    );
+    env.cleanup().await;
+    Ok(())
+}
+
+/// Presets from `KILN_PRESETS_FILE`, named natively (`preset:`), by thumbor
+/// (`filters:preset()`) and by imgproxy (`pr:`): one object with the
+/// spelled-out options; presets-only mode refuses everything else.
+#[tokio::test]
+async fn presets_in_every_dialect_and_presets_only_mode() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let file = std::env::temp_dir().join(format!("{}-presets.toml", env.id));
+    std::fs::write(&file, "card = \"160x90,fill,f:webp\"\n")?;
+    let file = file.display().to_string();
+    let mut vars = dialect_env();
+    vars.push(("KILN_PRESETS_FILE", &file));
+    let api = env.spawn_api(&vars).await?;
+    let worker = env.spawn_worker(&[]).await?;
+    let source = env
+        .upload("preset.jpg", images::jpeg(640, 480), "image/jpeg")
+        .await?;
+    let thumbor = libthumbor_urls(
+        THUMBOR_KEY,
+        &[json!({"filters": ["preset(card)"], "image_url": source})],
+    )?;
+    let imgproxy = imgproxy_node_urls(
+        IMGPROXY_KEY,
+        IMGPROXY_SALT,
+        &[json!({"url": {"value": source, "displayAs": "plain"}, "options": {"preset": ["card"]}})],
+    )?;
+    let mut objects = Vec::new();
+    for path in [
+        env.signed_path("160x90,fill,f:webp", &source),
+        env.signed_path("preset:card", &source),
+        format!("/t{}", thumbor[0]),
+        format!("/p{}", imgproxy[0]),
+    ] {
+        objects.push(object_of(&api, &path).await?);
+    }
+    assert!(objects.windows(2).all(|w| w[0] == w[1]), "{objects:?}");
+    let (format, image) = render(&api, &env.signed_path("preset:card", &source)).await?;
+    assert_eq!(
+        (format, image.width(), image.height()),
+        (ImageFormat::WebP, 160, 90)
+    );
+    assert_eq!(
+        worker.log_count("rendering bytes="),
+        1,
+        "one render for all four"
+    );
+    let (status, body) = status_and_body(&api, &env.signed_path("preset:nope", &source)).await?;
+    assert_eq!((status, body.contains("nope")), (400, true), "{body}");
+    drop(api);
+
+    vars.push(("KILN_PRESETS_ONLY", "true"));
+    let only = env.spawn_api(&vars).await?;
+    assert_eq!(
+        object_of(&only, &env.signed_path("preset:card", &source)).await?,
+        objects[0]
+    );
+    for path in [
+        env.signed_path("160x90,fill,f:webp", &source),
+        env.signed_path("preset:card,q:50", &source),
+        format!(
+            "/t{}",
+            libthumbor_urls(THUMBOR_KEY, &[json!({"width": 10, "image_url": source})])?[0]
+        ),
+    ] {
+        let (status, body) = status_and_body(&only, &path).await?;
+        assert_eq!(
+            (status, body.contains("only presets")),
+            (400, true),
+            "{path}: {body}"
+        );
+    }
+    env.cleanup().await;
+    Ok(())
+}

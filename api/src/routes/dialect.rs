@@ -41,13 +41,14 @@ pub(crate) fn checked_request(
     path: &str,
 ) -> Result<DialectRequest, ApiError> {
     let bucket = &state.config.s3.originals_bucket;
+    let presets = &state.config.presets;
     let request = match (dialect, &state.config.dialects) {
         (Dialect::Thumbor, d) => match &d.thumbor {
-            Some(t) => dialects::thumbor::parse(path, &t.signing, bucket)?,
+            Some(t) => dialects::thumbor::parse_with(path, &t.signing, bucket, presets)?,
             None => return Err(ApiError::NotFound),
         },
         (Dialect::Imgproxy, d) => match &d.imgproxy {
-            Some(i) => dialects::imgproxy::parse(path, &i.signing, bucket)?,
+            Some(i) => dialects::imgproxy::parse_with(path, &i.signing, bucket, presets)?,
             None => return Err(ApiError::NotFound),
         },
     };

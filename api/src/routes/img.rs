@@ -86,8 +86,8 @@ pub(crate) fn checked_request(
     if state.config.signing.verify(path.signature, path.signed) == Verdict::Invalid {
         return Err(ApiError::BadSignature);
     }
-    let options =
-        ImageOptions::parse(path.options).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let options = ImageOptions::parse_with(path.options, &state.config.presets)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     admit(state, &options)?;
     Ok((source, options))
 }

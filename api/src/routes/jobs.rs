@@ -311,6 +311,10 @@ async fn plan_url(state: &AppState, caller: &Caller, url: &str) -> Result<Planne
         let (source, options) = checked_request(state, path)?;
         return plan_checked_image(state, caller, &source, &options).await;
     }
+    if let Some((dialect, rest)) = crate::routes::dialect::route(state, path) {
+        let request = crate::routes::dialect::checked_request(state, dialect, rest)?;
+        return plan_checked_image(state, caller, &request.source, &request.options).await;
+    }
     if path.starts_with("/card/") {
         let card_path = split_card_path("/card/", path)
             .ok_or_else(|| ApiError::BadRequest("not a card URL".into()))?;
@@ -322,7 +326,7 @@ async fn plan_url(state: &AppState, caller: &Caller, url: &str) -> Result<Planne
         return card_outcome(plan_card(state, &template, spec).await?);
     }
     Err(ApiError::BadRequest(
-        "only /img/ and /card/ URLs can be pre-rendered".into(),
+        "only /img/, /card/ and thumbor or imgproxy URLs can be pre-rendered".into(),
     ))
 }
 
@@ -333,8 +337,8 @@ async fn plan_image_item(
 ) -> Result<PlannedItem, ApiError> {
     let source =
         SourceKey::new(image.source.as_str()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let options =
-        ImageOptions::parse(&image.options).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let options = ImageOptions::parse_with(&image.options, &state.config.presets)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     state
         .config
         .limits

@@ -16,11 +16,11 @@ use base64::Engine as _;
 use super::signer::ImgproxySigning;
 use super::{
     decode_path, hex_colour, malformed, signed_as_sent_or_decoded, source_key, unsupported,
-    DialectError, DialectRequest,
+    with_presets, DialectError, DialectRequest,
 };
 use crate::format::OutputFormat;
 use crate::options::{
-    Compass, FormatChoice, Gravity, ImageOptions, ResizeMode, Sigma, MAX_DIMENSION,
+    Compass, FormatChoice, Gravity, ImageOptions, Presets, ResizeMode, Sigma, MAX_DIMENSION,
 };
 
 /// Parses and checks `path`: what follows the dialect's prefix, starting
@@ -29,6 +29,16 @@ pub fn parse(
     path: &str,
     signing: &ImgproxySigning,
     originals_bucket: &str,
+) -> Result<DialectRequest, DialectError> {
+    parse_with(path, signing, originals_bucket, &Presets::default())
+}
+
+/// [`parse`], with `pr:NAME[:NAME…]` read from `presets`.
+pub fn parse_with(
+    path: &str,
+    signing: &ImgproxySigning,
+    originals_bucket: &str,
+    presets: &Presets,
 ) -> Result<DialectRequest, DialectError> {
     let (signature, rest) = path
         .split_once('/')
@@ -61,7 +71,7 @@ pub fn parse(
     }
     Ok(DialectRequest {
         source,
-        options: state.options()?,
+        options: with_presets(state.options()?, &state.presets, presets, "pr")?,
     })
 }
 
@@ -138,6 +148,7 @@ struct State {
     flip: (bool, bool),
     cache_buster: Option<String>,
     expires: Option<i64>,
+    presets: Vec<String>,
 }
 
 fn arity(name: &str, args: &[&str], max: usize) -> Result<(), DialectError> {
@@ -369,7 +380,8 @@ impl State {
                 );
             }
             "preset" | "pr" => {
-                return Err(unsupported(format!("{name}: presets are not configured")))
+                arity(name, args, 8)?;
+                self.presets.extend(args.iter().map(|a| (*a).to_owned()));
             }
             "max_bytes"
             | "mb"
@@ -605,7 +617,7 @@ mod tests {
             ("mb:1000/plain/a.jpg", "mb"),
             ("c:100:100/plain/a.jpg", "c"),
             ("pd:10/plain/a.jpg", "pd"),
-            ("pr:thumb/plain/a.jpg", "pr"),
+            ("pr:thumb/plain/a.jpg", "thumb"),
             ("ar:0/plain/a.jpg", "ar:0"),
             ("sm:0/plain/a.jpg", "sm:0"),
             ("g:no:10:0/plain/a.jpg", "offsets"),

@@ -11,7 +11,7 @@
 
 use percent_encoding::percent_decode_str;
 
-use crate::options::{Compass, Fraction, Gravity, ImageOptions};
+use crate::options::{Compass, Fraction, Gravity, ImageOptions, Presets};
 use crate::source_key::{SourceKey, SourceKeyError};
 
 pub mod imgproxy;
@@ -111,6 +111,43 @@ fn signed_as_sent_or_decoded(raw: &str, verify: impl Fn(&str) -> bool) -> bool {
     }
 }
 
+/// A dialect URL's options with its preset references applied. A URL that
+/// names presets may add only a cache buster or an expiry (combining them
+/// with the dialect's own options is refused, by `what`); in presets-only
+/// mode a URL must name presets.
+fn with_presets(
+    options: ImageOptions,
+    names: &[String],
+    presets: &Presets,
+    what: &str,
+) -> Result<ImageOptions, DialectError> {
+    let mut bare = options.clone();
+    bare.cache_buster = None;
+    bare.expires = None;
+    let plain = bare == ImageOptions::default();
+    if names.is_empty() {
+        if presets.only {
+            return Err(unsupported("only presets are allowed on this server"));
+        }
+        return Ok(options);
+    }
+    if !plain {
+        return Err(unsupported(format!(
+            "{what} together with other options is not supported"
+        )));
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut expanded = presets.options_for(&names).map_err(|e| match e {
+        crate::options::OptionsError::UnknownPreset(name) => {
+            unsupported(format!("unknown preset {name:?}"))
+        }
+        other => malformed(other.to_string()),
+    })?;
+    expanded.cache_buster = options.cache_buster;
+    expanded.expires = options.expires;
+    Ok(expanded)
+}
+
 /// Where gravity points, as fractions of the image (0 = left/top).
 fn anchor(gravity: Gravity) -> Option<(f64, f64)> {
     match gravity {
@@ -207,6 +244,53 @@ mod tests {
         assert!(matches!(key("a/../b.jpg"), Err(DialectError::Malformed(_))));
         assert!(decode_path("a%2Fb").is_err());
         assert_eq!(decode_path("a%20b").unwrap(), "a b");
+    }
+
+    #[test]
+    fn dialect_presets_expand_to_the_native_ones() {
+        use super::signer::{ImgproxySigning, ThumborSigning};
+        let presets = Presets::from_toml("thumb = \"200x200,fill,f:webp\"", false).unwrap();
+        let native = ImageOptions::parse_with("preset:thumb", &presets).unwrap();
+        let thumbor = ThumborSigning {
+            allow_unsafe: true,
+            ..ThumborSigning::default()
+        };
+        let t = thumbor::parse_with(
+            "unsafe/filters:preset(thumb)/a.jpg",
+            &thumbor,
+            "o",
+            &presets,
+        );
+        assert_eq!(t.unwrap().options, native);
+        let imgproxy = ImgproxySigning {
+            allow_insecure: true,
+            signature_size: 32,
+            ..ImgproxySigning::default()
+        };
+        let i = imgproxy::parse_with(
+            "insecure/pr:thumb/cb:2/plain/a.jpg",
+            &imgproxy,
+            "o",
+            &presets,
+        )
+        .unwrap();
+        assert_eq!(
+            i.options.canonical(),
+            format!("{},cb:2", native.canonical())
+        );
+        let mixed = imgproxy::parse_with(
+            "insecure/pr:thumb/w:5/plain/a.jpg",
+            &imgproxy,
+            "o",
+            &presets,
+        );
+        assert!(matches!(mixed, Err(DialectError::Unsupported(m)) if m.contains("pr")));
+        let unknown =
+            thumbor::parse_with("unsafe/filters:preset(x)/a.jpg", &thumbor, "o", &presets);
+        assert!(matches!(unknown, Err(DialectError::Unsupported(m)) if m.contains("\"x\"")));
+        let only = Presets::from_toml("thumb = \"200x200\"", true).unwrap();
+        let other = thumbor::parse_with("unsafe/fit-in/10x10/a.jpg", &thumbor, "o", &only);
+        assert!(matches!(other, Err(DialectError::Unsupported(m)) if m.contains("only presets")));
     }
 
     #[test]

@@ -12,10 +12,12 @@
 use super::signer::ThumborSigning;
 use super::{
     decode_path, hex_colour, malformed, rotate_after_resize, signed_as_sent_or_decoded, source_key,
-    unsupported, DialectError, DialectRequest,
+    unsupported, with_presets, DialectError, DialectRequest,
 };
 use crate::format::OutputFormat;
-use crate::options::{Compass, FormatChoice, Gravity, ImageOptions, ResizeMode, MAX_DIMENSION};
+use crate::options::{
+    Compass, FormatChoice, Gravity, ImageOptions, Presets, ResizeMode, MAX_DIMENSION,
+};
 
 /// Parses and checks `path`: what follows the dialect's prefix, starting
 /// with the signature segment (no leading slash).
@@ -23,6 +25,16 @@ pub fn parse(
     path: &str,
     signing: &ThumborSigning,
     originals_bucket: &str,
+) -> Result<DialectRequest, DialectError> {
+    parse_with(path, signing, originals_bucket, &Presets::default())
+}
+
+/// [`parse`], with `filters:preset(NAME)` read from `presets`.
+pub fn parse_with(
+    path: &str,
+    signing: &ThumborSigning,
+    originals_bucket: &str,
+    presets: &Presets,
 ) -> Result<DialectRequest, DialectError> {
     let (signature, signed) = path
         .split_once('/')
@@ -32,7 +44,7 @@ pub fn parse(
     if !signed_as_sent_or_decoded(signed, |p| signing.verify(signature, p)) {
         return Err(DialectError::BadSignature);
     }
-    let options = url.options()?;
+    let options = url.options(presets)?;
     Ok(DialectRequest { source, options })
 }
 
@@ -172,7 +184,7 @@ impl<'a> Parts<'a> {
         Ok(parts)
     }
 
-    fn options(&self) -> Result<ImageOptions, DialectError> {
+    fn options(&self, presets: &Presets) -> Result<ImageOptions, DialectError> {
         if self.meta {
             return Err(unsupported("meta/ is not supported yet"));
         }
@@ -244,7 +256,7 @@ impl<'a> Parts<'a> {
             o.upscale = false;
         }
         rotate_after_resize(&mut o, filters.rotate);
-        Ok(o)
+        with_presets(o, &filters.presets, presets, "preset()")
     }
 
     fn gravity(&self) -> Gravity {
@@ -303,6 +315,7 @@ fn split_calls(list: &str) -> Result<Vec<(&str, Vec<&str>)>, DialectError> {
 struct Filters {
     rotate: u16,
     no_upscale: bool,
+    presets: Vec<String>,
 }
 
 fn one_arg<'a>(name: &str, args: &[&'a str]) -> Result<&'a str, DialectError> {
@@ -389,6 +402,7 @@ impl Filters {
                 }
                 self.rotate = u16::try_from(degrees.rem_euclid(360)).unwrap_or(0);
             }
+            "preset" => self.presets.push(one_arg(name, &args)?.to_owned()),
             "grayscale" if args.is_empty() => o.grayscale = true,
             "upscale" if args.is_empty() => o.upscale = true,
             "no_upscale" if args.is_empty() => self.no_upscale = true,

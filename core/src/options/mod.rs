@@ -11,9 +11,11 @@ use crate::format::OutputFormat;
 mod accept;
 mod canonical;
 mod parse;
+mod presets;
 
 pub use accept::{negotiate, AutoFormats};
 pub use parse::OptionsError;
+pub use presets::Presets;
 
 /// Largest width or height a URL may ask for, before the configured output limit.
 pub const MAX_DIMENSION: u32 = 65_535;

@@ -1,5 +1,6 @@
 //! Token-by-token parsing of the options segment. Every error names the token.
 
+use super::presets::Presets;
 use super::{
     Compass, CropRect, FormatChoice, Fraction, Gravity, ImageOptions, ResizeMode, Sigma,
     MAX_DIMENSION,
@@ -18,6 +19,10 @@ pub enum OptionsError {
     Invalid { token: String, reason: &'static str },
     #[error("option {0:?} is given twice or conflicts with another token")]
     Conflict(String),
+    #[error("unknown preset {0:?}")]
+    UnknownPreset(String),
+    #[error("only presets are allowed here, not {0:?}")]
+    PresetsOnly(String),
 }
 
 fn invalid(token: &str, reason: &'static str) -> OptionsError {
@@ -209,12 +214,38 @@ pub const MAX_CACHE_BUSTER: usize = 64;
 
 impl ImageOptions {
     pub fn parse(segment: &str) -> Result<Self, OptionsError> {
+        Self::parse_with(segment, &Presets::default())
+    }
+
+    /// Parses with `preset:NAME` tokens expanded from `presets`: presets
+    /// apply first, in order, and the URL's own tokens override them.
+    pub fn parse_with(segment: &str, presets: &Presets) -> Result<Self, OptionsError> {
         if segment.is_empty() {
             return Err(OptionsError::Empty);
         }
+        let (named, own): (Vec<&str>, Vec<&str>) =
+            segment.split(',').partition(|t| t.starts_with("preset:"));
+        if presets.only {
+            if let Some(other) = own.iter().find(|t| !t.starts_with("exp:")) {
+                return Err(OptionsError::PresetsOnly((*other).to_owned()));
+            }
+            if named.is_empty() {
+                return Err(OptionsError::PresetsOnly(segment.to_owned()));
+            }
+        }
         let mut o = Self::default();
+        for token in named {
+            let name = &token["preset:".len()..];
+            let list = presets
+                .get(name)
+                .ok_or_else(|| OptionsError::UnknownPreset(name.to_owned()))?;
+            for token in list.split(',') {
+                let (name, value) = token.split_once(':').unwrap_or((token, ""));
+                o.apply(token, name, value)?;
+            }
+        }
         let mut seen = Seen::default();
-        for token in segment.split(',') {
+        for token in own {
             let (name, value) = token.split_once(':').unwrap_or((token, ""));
             let family = o.apply(token, name, value)?;
             seen.mark(family, token)?;
