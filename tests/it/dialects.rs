@@ -550,3 +550,54 @@ async fn presets_in_every_dialect_and_presets_only_mode() -> anyhow::Result<()> 
     env.cleanup().await;
     Ok(())
 }
+
+/// A partner's key on dialect URLs is metered as on native ones: each
+/// request counted once, as an image, in the partner's usage.
+#[tokio::test]
+async fn partner_keys_on_dialect_urls_are_metered() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let api = env.spawn_api(&dialect_env()).await?;
+    let _worker = env.spawn_worker(&[]).await?;
+    let source = env
+        .upload("metered.jpg", images::jpeg(300, 200), "image/jpeg")
+        .await?;
+    let key = env
+        .create_partner(&api, json!({"name": "dialects"}))
+        .await?;
+    let thumbor = libthumbor_urls(THUMBOR_KEY, &[json!({"width": 30, "image_url": source})])?;
+    let imgproxy = imgproxy_node_urls(
+        IMGPROXY_KEY,
+        IMGPROXY_SALT,
+        &[json!({"url": {"value": source, "displayAs": "plain"}, "options": {"width": 40}})],
+    )?;
+    for path in [format!("/t{}", thumbor[0]), format!("/p{}", imgproxy[0])] {
+        for _ in 0..2 {
+            let response = http()
+                .get(api.url(&format!("{path}?key={key}")))
+                .send()
+                .await?;
+            assert_eq!(response.status(), 302, "{path}");
+        }
+    }
+    let mut db = env.db().await?;
+    let mut counted = (String::new(), 0i64);
+    for _ in 0..50 {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT kind, sum(hits)::int8 FROM usage_hourly WHERE partner = 'dialects' GROUP BY 1",
+        )
+        .fetch_optional(&mut db)
+        .await?;
+        if let Some(row) = row.filter(|r| r.1 >= 4) {
+            counted = row;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        counted,
+        ("image".to_owned(), 4),
+        "four requests metered as images"
+    );
+    env.cleanup().await;
+    Ok(())
+}

@@ -280,7 +280,11 @@ pub async fn partner_access(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(kind) = kind_of(request.uri().path()) else {
+    let path = request.uri().path();
+    // thumbor and imgproxy URLs are image requests, metered as /img/ is.
+    let kind =
+        kind_of(path).or_else(|| crate::routes::dialect::route(&state, path).map(|_| "image"));
+    let Some(kind) = kind else {
         return next.run(request).await;
     };
     let Some((key, uri)) = take_key(request.uri(), request.headers()) else {
