@@ -423,7 +423,6 @@ impl Filters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::Fraction;
 
     fn signing() -> ThumborSigning {
         ThumborSigning {
@@ -593,6 +592,5 @@ mod tests {
         // Without options the whole rest is the image.
         let r = parse("unsafe/photos/a.jpg", &signing(), "originals").unwrap();
         assert_eq!(r.source.as_str(), "photos/a.jpg");
-        let _ = Fraction(0);
     }
 }
