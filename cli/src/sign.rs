@@ -91,12 +91,10 @@ fn sign_dialect(args: &SignArgs, out: &Output) -> CliResult {
             let d = dialects
                 .thumbor
                 .context("the thumbor dialect is off: set KILN_THUMBOR_KEY")?;
-            let path = [options, &source.to_url_path()]
-                .iter()
-                .filter(|p| !p.is_empty())
-                .copied()
-                .collect::<Vec<_>>()
-                .join("/");
+            let path = match options {
+                "" => source.to_url_path(),
+                options => format!("{options}/{}", source.to_url_path()),
+            };
             let signature = d
                 .signing
                 .sign(&path)

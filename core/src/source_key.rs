@@ -30,24 +30,23 @@ pub enum SourceKeyError {
     ForbiddenCharacter,
 }
 
+/// Percent-decodes a source as it appears in a URL path (UTF-8), refusing
+/// an encoded `/`, `\` or NUL: the decoded text keeps the path's segments.
+pub fn decode_url_path(raw: &str) -> Result<String, SourceKeyError> {
+    let lower = raw.to_ascii_lowercase();
+    if ["%2f", "%5c", "%00"].iter().any(|bad| lower.contains(bad)) {
+        return Err(SourceKeyError::EncodedSeparator);
+    }
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| SourceKeyError::BadEncoding)
+}
+
 impl SourceKey {
     /// Parses the raw (still percent-encoded) source part of a request path.
     pub fn from_url_path(raw: &str) -> Result<Self, SourceKeyError> {
-        let lower = raw.to_ascii_lowercase();
-        if ["%2f", "%5c", "%00"].iter().any(|bad| lower.contains(bad)) {
-            return Err(SourceKeyError::EncodedSeparator);
-        }
-        let mut decoded = String::with_capacity(raw.len());
-        for (i, segment) in raw.split('/').enumerate() {
-            if i > 0 {
-                decoded.push('/');
-            }
-            let text = percent_decode_str(segment)
-                .decode_utf8()
-                .map_err(|_| SourceKeyError::BadEncoding)?;
-            decoded.push_str(&text);
-        }
-        Self::new(decoded)
+        Self::new(decode_url_path(raw)?)
     }
 
     /// Validates an already decoded key (e.g. from `kiln upload`).

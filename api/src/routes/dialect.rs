@@ -56,31 +56,29 @@ pub(crate) fn checked_request(
     Ok(request)
 }
 
-fn strip<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
-    path.strip_prefix(prefix)?.strip_prefix('/')
-}
-
 /// The dialect a request path belongs to, by the configured prefixes, and
-/// the rest of the path after it.
+/// the rest of the path after it. The longest matching prefix wins, so a
+/// root mount takes only what the other dialect's prefix does not.
 pub(crate) fn route<'a>(state: &AppState, path: &'a str) -> Option<(Dialect, &'a str)> {
     let d = &state.config.dialects;
-    let imgproxy = d
-        .imgproxy
-        .as_ref()
-        .and_then(|i| strip(path, &i.prefix).map(|rest| (Dialect::Imgproxy, rest)));
-    let thumbor = d
-        .thumbor
-        .as_ref()
-        .and_then(|t| strip(path, &t.prefix).map(|rest| (Dialect::Thumbor, rest)));
-    // A non-empty prefix is more specific than a root mount.
-    match (imgproxy, thumbor) {
-        (Some(i), Some(t)) => {
-            let longer_imgproxy = d.imgproxy.as_ref().map_or(0, |i| i.prefix.len())
-                >= d.thumbor.as_ref().map_or(0, |t| t.prefix.len());
-            Some(if longer_imgproxy { i } else { t })
-        }
-        (one, other) => one.or(other),
-    }
+    let mounted = [
+        (
+            Dialect::Thumbor,
+            d.thumbor.as_ref().map(|t| t.prefix.as_str()),
+        ),
+        (
+            Dialect::Imgproxy,
+            d.imgproxy.as_ref().map(|i| i.prefix.as_str()),
+        ),
+    ];
+    mounted
+        .into_iter()
+        .filter_map(|(dialect, prefix)| {
+            let rest = path.strip_prefix(prefix?)?.strip_prefix('/')?;
+            Some((prefix?.len(), dialect, rest))
+        })
+        .max_by_key(|(len, ..)| *len)
+        .map(|(_, dialect, rest)| (dialect, rest))
 }
 
 /// Every dialect route (and, for a root mount, every path no native route

@@ -15,7 +15,7 @@ use base64::Engine as _;
 
 use super::signer::ImgproxySigning;
 use super::{
-    decode_path, hex_colour, malformed, signed_as_sent_or_decoded, source_key, unsupported,
+    decode_path, hex_colour, malformed, native, signed_as_sent_or_decoded, source_key, unsupported,
     with_presets, DialectError, DialectRequest,
 };
 use crate::format::OutputFormat;
@@ -182,11 +182,7 @@ fn gravity(name: &str, args: &[&str]) -> Result<Gravity, DialectError> {
     let compass = |c| Ok(Gravity::Compass(c));
     let offsets_zero = |rest: &[&str]| rest.iter().all(|o| o.parse::<f64>() == Ok(0.0));
     match args {
-        ["fp", x, y] => {
-            let point = ImageOptions::parse(&format!("1x1,fill,g:fp:{x}:{y}"))
-                .map_err(|e| malformed(format!("{name}: {e}")))?;
-            Ok(point.gravity)
-        }
+        ["fp", x, y] => Ok(native(&format!("g:fp:{x}:{y}"), name)?.gravity),
         ["sm"] => Ok(Gravity::Smart),
         [kind, rest @ ..] if rest.len() <= 2 => {
             if !offsets_zero(rest) {
@@ -214,17 +210,12 @@ fn gravity(name: &str, args: &[&str]) -> Result<Gravity, DialectError> {
     }
 }
 
-fn sigma(name: &str, text: &str, native: &str) -> Result<Option<Sigma>, DialectError> {
+/// A sigma option (`bl`, `sh`), where 0 means off, as Kiln's `token`.
+fn unless_zero(name: &str, text: &str, token: &str) -> Result<Option<ImageOptions>, DialectError> {
     if text.parse::<f64>() == Ok(0.0) {
         return Ok(None);
     }
-    let parsed = ImageOptions::parse(&format!("0x0,{native}:{text}"))
-        .map_err(|e| malformed(format!("{name}: {e}")))?;
-    Ok(if native == "blur" {
-        parsed.blur
-    } else {
-        parsed.sharpen
-    })
+    native(&format!("{token}:{text}"), name).map(Some)
 }
 
 impl State {
@@ -318,11 +309,7 @@ impl State {
                 arity(name, args, 1)?;
                 self.quality = match args[0] {
                     "0" => None,
-                    q => {
-                        ImageOptions::parse(&format!("0x0,q:{q}"))
-                            .map_err(|e| malformed(format!("{name}: {e}")))?
-                            .quality
-                    }
+                    q => native(&format!("q:{q}"), name)?.quality,
                 };
             }
             "format" | "f" | "ext" => {
@@ -335,11 +322,11 @@ impl State {
             }
             "blur" | "bl" => {
                 arity(name, args, 1)?;
-                self.blur = sigma(name, args[0], "blur")?;
+                self.blur = unless_zero(name, args[0], "blur")?.and_then(|o| o.blur);
             }
             "sharpen" | "sh" => {
                 arity(name, args, 1)?;
-                self.sharpen = sigma(name, args[0], "sharpen")?;
+                self.sharpen = unless_zero(name, args[0], "sharpen")?.and_then(|o| o.sharpen);
             }
             "rotate" | "rot" => {
                 arity(name, args, 1)?;
@@ -454,9 +441,7 @@ impl State {
         o.flip.horizontal = self.flip.0;
         o.flip.vertical = self.flip.1;
         if let Some(dpr) = &self.dpr {
-            o.dpr = ImageOptions::parse(&format!("0x0,dpr:{dpr}"))
-                .map_err(|e| malformed(format!("dpr: {e}")))?
-                .dpr;
+            o.dpr = native(&format!("dpr:{dpr}"), "dpr")?.dpr;
         }
         if let Some(at) = self.extend {
             match mode {

@@ -12,7 +12,7 @@
 use percent_encoding::percent_decode_str;
 
 use crate::options::{Compass, Fraction, Gravity, ImageOptions, Presets};
-use crate::source_key::{SourceKey, SourceKeyError};
+use crate::source_key::{decode_url_path, SourceKey, SourceKeyError};
 
 pub mod imgproxy;
 pub mod signer;
@@ -79,17 +79,16 @@ fn source_key(decoded: &str, originals_bucket: &str) -> Result<SourceKey, Dialec
     Ok(SourceKey::new(decoded)?)
 }
 
-/// Percent-decodes a path (as UTF-8), refusing encoded separators as native
-/// source keys do.
+/// Percent-decodes a source path as native source keys are decoded.
 fn decode_path(raw: &str) -> Result<String, DialectError> {
-    let lower = raw.to_ascii_lowercase();
-    if ["%2f", "%5c", "%00"].iter().any(|bad| lower.contains(bad)) {
-        return Err(SourceKeyError::EncodedSeparator.into());
-    }
-    percent_decode_str(raw)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| SourceKeyError::BadEncoding.into())
+    Ok(decode_url_path(raw)?)
+}
+
+/// One of Kiln's own tokens, checked by the native option parser, so a
+/// dialect's spelling shares its limits and messages (`what` names the
+/// dialect's option in an error).
+fn native(token: &str, what: &str) -> Result<ImageOptions, DialectError> {
+    ImageOptions::parse(&format!("0x0,{token}")).map_err(|e| malformed(format!("{what}: {e}")))
 }
 
 /// Whether `verify` accepts `raw` (the path as it came) or its

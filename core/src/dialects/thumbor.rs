@@ -11,8 +11,8 @@
 
 use super::signer::ThumborSigning;
 use super::{
-    decode_path, hex_colour, malformed, rotate_after_resize, signed_as_sent_or_decoded, source_key,
-    unsupported, with_presets, DialectError, DialectRequest,
+    decode_path, hex_colour, malformed, native, rotate_after_resize, signed_as_sent_or_decoded,
+    source_key, unsupported, with_presets, DialectError, DialectRequest,
 };
 use crate::format::OutputFormat;
 use crate::options::{
@@ -325,12 +325,6 @@ fn one_arg<'a>(name: &str, args: &[&'a str]) -> Result<&'a str, DialectError> {
     }
 }
 
-/// A native token checked by Kiln's own option parser, so both spellings
-/// share its limits and messages.
-fn native(token: &str, filter: &str) -> Result<ImageOptions, DialectError> {
-    ImageOptions::parse(&format!("0x0,{token}")).map_err(|e| malformed(format!("{filter}(): {e}")))
-}
-
 impl Filters {
     fn apply(
         &mut self,
@@ -339,7 +333,13 @@ impl Filters {
         letterboxed: bool,
     ) -> Result<(), DialectError> {
         match name {
-            "quality" => o.quality = native(&format!("q:{}", one_arg(name, &args)?), name)?.quality,
+            "quality" => {
+                o.quality = native(
+                    &format!("q:{}", one_arg(name, &args)?),
+                    &format!("{name}()"),
+                )?
+                .quality
+            }
             "format" => {
                 let format = match one_arg(name, &args)? {
                     "jpeg" | "jpg" => OutputFormat::Jpeg,
@@ -378,7 +378,7 @@ impl Filters {
                     _ => return Err(malformed("blur() takes a radius and an optional sigma")),
                 };
                 let sigma = if sigma == "0" { radius } else { sigma };
-                o.blur = native(&format!("blur:{sigma}"), name)?.blur;
+                o.blur = native(&format!("blur:{sigma}"), &format!("{name}()"))?.blur;
             }
             "sharpen" => {
                 // thumbor: sharpen(amount, radius, luminance_only); Kiln's
@@ -391,7 +391,7 @@ impl Filters {
                         ))
                     }
                 };
-                o.sharpen = native(&format!("sharpen:{radius}"), name)?.sharpen;
+                o.sharpen = native(&format!("sharpen:{radius}"), &format!("{name}()"))?.sharpen;
             }
             "rotate" => {
                 let degrees: i64 = one_arg(name, &args)?

@@ -5,10 +5,6 @@
 use super::parse::mode_token;
 use super::{FormatChoice, Fraction, Gravity, ImageOptions, ResizeMode, Sigma};
 
-/// Modes in which gravity places something (a crop window or a padded image).
-fn places(mode: ResizeMode) -> bool {
-    mode.covers() || matches!(mode, ResizeMode::Pad | ResizeMode::Auto)
-}
 use crate::format::OutputFormat;
 
 /// `2500` ten-thousandths → `0.25`; whole numbers lose the point.
@@ -40,13 +36,13 @@ impl ImageOptions {
         // Gravity places a fill window or a padded image; elsewhere it is a no-op.
         // Smart placement means nothing to padding, so it pads centred.
         let gravity = match (self.mode, self.gravity) {
-            (mode, Gravity::Compass(c)) if places(mode) && c != Default::default() => {
+            (mode, Gravity::Compass(c)) if mode.needs_box() && c != Default::default() => {
                 Some(format!("g:{}", c.token()))
             }
-            (mode, Gravity::Smart) if places(mode) && mode != ResizeMode::Pad => {
+            (mode, Gravity::Smart) if mode.needs_box() && mode != ResizeMode::Pad => {
                 Some("g:smart".into())
             }
-            (mode, Gravity::Focal { x, y }) if places(mode) => {
+            (mode, Gravity::Focal { x, y }) if mode.needs_box() => {
                 Some(format!("g:fp:{}:{}", fraction(x), fraction(y)))
             }
             _ => None,

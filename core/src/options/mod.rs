@@ -44,9 +44,11 @@ pub enum ResizeMode {
 }
 
 impl ResizeMode {
-    /// Modes that crop to a box and so need both of its sides.
-    pub fn covers(self) -> bool {
-        matches!(self, Self::Fill | Self::FillDown | Self::FillMax)
+    /// Every mode but `fit` and `force` works to the whole box: it needs
+    /// both sides, and gravity places something in it (the crop window,
+    /// or the padded image).
+    pub fn needs_box(self) -> bool {
+        !matches!(self, Self::Fit | Self::Force)
     }
 }
 

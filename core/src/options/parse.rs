@@ -250,8 +250,7 @@ impl ImageOptions {
             let family = o.apply(token, name, value)?;
             seen.mark(family, token)?;
         }
-        let needs_box = o.mode.covers() || matches!(o.mode, ResizeMode::Pad | ResizeMode::Auto);
-        if needs_box && (o.width == 0 || o.height == 0) {
+        if o.mode.needs_box() && (o.width == 0 || o.height == 0) {
             return Err(invalid(
                 mode_token(o.mode),
                 "needs both a width and a height",
