@@ -50,9 +50,18 @@ async fn miss_renders_then_redirects_to_an_image_of_the_right_size_and_format() 
         (image::ImageFormat::WebP, 200, 200)
     );
 
-    // The repeat is a hit: same object, no new render.
+    // The repeat is a hit: same object, no new render. The worker counts a
+    // job once its handler returns, just after it told the api the
+    // rendition is ready, so the count of the three renders above may
+    // trail their 302s: wait for it before the hit.
     let renders_before = worker
-        .metric(&client, "kiln_jobs_total", &["outcome=\"ok\""])
+        .metric_reaching(
+            &client,
+            "kiln_jobs_total",
+            &["outcome=\"ok\""],
+            3.0,
+            std::time::Duration::from_secs(5),
+        )
         .await?;
     let again = client
         .get(api.url(&env.signed_path("300x300,f:png", &source)))
